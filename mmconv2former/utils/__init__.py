@@ -1,0 +1,3 @@
+from .checkpoint_io import CorruptCheckpointError, UntrustedCheckpointError, load_checkpoint_file
+
+__all__ = ['CorruptCheckpointError', 'UntrustedCheckpointError', 'load_checkpoint_file']

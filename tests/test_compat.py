@@ -1,0 +1,97 @@
+"""The runtime fixes of mmconv2former.compat: each test fails without its fix."""
+import argparse
+import os
+import pickle
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.runner import CheckpointLoader, Runner
+
+import mmconv2former  # noqa: F401  (applies the fixes)
+from mmconv2former.utils.checkpoint_io import TRUST_ENV, CorruptCheckpointError, UntrustedCheckpointError
+
+
+class ToyModel(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        out = self.linear(inputs)
+        return {'loss': ((out.squeeze(-1) - labels) ** 2).mean()} if mode == 'loss' else out
+
+
+def toy_data(n=8):
+    return [dict(inputs=torch.randn(2), labels=torch.randn(())) for _ in range(n)]
+
+
+def make_runner(work_dir, max_iters, resume=False):
+    return Runner(model=ToyModel(), work_dir=str(work_dir), experiment_name=f'toy_{max_iters}_{resume}',
+                  train_dataloader=dict(dataset=toy_data(), sampler=dict(type='DefaultSampler', shuffle=False),
+                                        batch_size=2, collate_fn=dict(type='default_collate')),
+                  train_cfg=dict(by_epoch=False, max_iters=max_iters),
+                  optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+                  param_scheduler=dict(type='MultiStepLR', milestones=[2], by_epoch=False),
+                  default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
+                  resume=resume, default_scope='mmengine')
+
+
+def test_runner_checkpoint_saves_and_resumes(tmp_path):
+    make_runner(tmp_path, max_iters=2).train()
+    checkpoint = tmp_path / 'iter_2.pth'
+    # Without the fix mmengine's torch.load (weights_only by default since torch 2.6) refuses Runner checkpoints:
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(checkpoint)
+    runner = make_runner(tmp_path, max_iters=4, resume=True)
+    runner.train()
+    assert runner.iter == 4
+    state = CheckpointLoader.load_checkpoint(str(tmp_path / 'iter_4.pth'))
+    assert state['meta']['iter'] == 4 and state['optimizer']['state']
+
+
+class Payload:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):  # unpickling this would create a directory: a stand-in for arbitrary code
+        return os.makedirs, (self.target,)
+
+
+def test_malicious_pickle_is_refused_with_a_way_to_opt_in(tmp_path, monkeypatch):
+    target = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'payload': Payload(str(target))}, path)
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    with pytest.raises(UntrustedCheckpointError, match=TRUST_ENV):
+        CheckpointLoader.load_checkpoint(str(path))
+    assert not target.exists()
+    monkeypatch.setenv(TRUST_ENV, str(path))  # the user vouches for exactly this file
+    CheckpointLoader.load_checkpoint(str(path))
+    assert target.exists()
+
+
+def test_truncated_checkpoint_is_reported(tmp_path):
+    path = tmp_path / 'partial.pth'
+    torch.save({'w': torch.randn(1000)}, path)
+    path.write_bytes(path.read_bytes()[:1500])
+    with pytest.raises(CorruptCheckpointError, match='truncated or corrupted'):
+        CheckpointLoader.load_checkpoint(str(path))
+
+
+def test_missing_local_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'none.pth'))
+
+
+class GetattrPayload:
+    def __reduce__(self):  # a getattr other than HistoryBuffer's statistics methods
+        return getattr, (argparse.Namespace, '__init__')
+
+
+def test_getattr_is_only_allowed_for_history_buffer_methods(tmp_path):
+    path = tmp_path / 'getattr.pth'
+    torch.save({'x': GetattrPayload()}, path)
+    with pytest.raises(UntrustedCheckpointError, match='getattr'):
+        CheckpointLoader.load_checkpoint(str(path))

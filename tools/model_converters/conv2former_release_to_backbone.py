@@ -1,0 +1,43 @@
+"""Turn a released Conv2Former classifier file into a small plain backbone state dict.
+
+The output holds only tensors (`downsample_layers.*`, `stages.*`), so it loads with torch's strictest
+`weights_only=True` and with `init_cfg=dict(type='Pretrained', checkpoint=OUT)`; the classifier is dropped.
+
+    python tools/model_converters/conv2former_release_to_backbone.py \
+        conv2former_t.pth.tar checkpoints/conv2former-t_in1k.pth
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+
+from mmconv2former.models.checkpoint import describe_arch, infer_arch, release_to_backbone, select_state_dict
+from mmconv2former.utils.checkpoint_io import load_checkpoint_file
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('src', help='released .pth.tar (or any Conv2Former state dict)')
+    parser.add_argument('dst', help='output .pth')
+    parser.add_argument('--checkpoint-key', default='state_dict', choices=['state_dict', 'state_dict_ema'],
+                        help='which weights of the release to take (default: state_dict)')
+    parser.add_argument('--prefix', default=None, help="key prefix to strip, e.g. 'backbone.' for a detector")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    state_dict, source = select_state_dict(load_checkpoint_file(args.src), args.checkpoint_key)
+    body, dropped = release_to_backbone(state_dict, args.prefix)
+    arch = infer_arch(body)
+    if arch is None:
+        raise SystemExit(f'{args.src}: no Conv2Former body (stages.*) found in {source}.')
+    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    torch.save({k: v.contiguous() for k, v in body.items()}, args.dst)
+    print(f'{describe_arch(arch)} (kernel {arch["kernel_size"]}): wrote {len(body)} tensors from {source} to '
+          f'{args.dst}; dropped {len(dropped)} classifier tensors.')
+
+
+if __name__ == '__main__':
+    main()
