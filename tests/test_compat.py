@@ -5,37 +5,11 @@ import pickle
 
 import pytest
 import torch
-import torch.nn as nn
-from mmengine.model import BaseModel
-from mmengine.runner import CheckpointLoader, Runner
+from mmengine.runner import CheckpointLoader
+from toy_runner import make_runner
 
 import mmconv2former  # noqa: F401  (applies the fixes)
 from mmconv2former.utils.checkpoint_io import TRUST_ENV, CorruptCheckpointError, UntrustedCheckpointError
-
-
-class ToyModel(BaseModel):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(2, 1)
-
-    def forward(self, inputs, labels=None, mode='tensor'):
-        out = self.linear(inputs)
-        return {'loss': ((out.squeeze(-1) - labels) ** 2).mean()} if mode == 'loss' else out
-
-
-def toy_data(n=8):
-    return [dict(inputs=torch.randn(2), labels=torch.randn(())) for _ in range(n)]
-
-
-def make_runner(work_dir, max_iters, resume=False):
-    return Runner(model=ToyModel(), work_dir=str(work_dir), experiment_name=f'toy_{max_iters}_{resume}',
-                  train_dataloader=dict(dataset=toy_data(), sampler=dict(type='DefaultSampler', shuffle=False),
-                                        batch_size=2, collate_fn=dict(type='default_collate')),
-                  train_cfg=dict(by_epoch=False, max_iters=max_iters),
-                  optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
-                  param_scheduler=dict(type='MultiStepLR', milestones=[2], by_epoch=False),
-                  default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
-                  resume=resume, default_scope='mmengine')
 
 
 def test_runner_checkpoint_saves_and_resumes(tmp_path):
