@@ -69,3 +69,19 @@ def test_getattr_is_only_allowed_for_history_buffer_methods(tmp_path):
     torch.save({'x': GetattrPayload()}, path)
     with pytest.raises(UntrustedCheckpointError, match='getattr'):
         CheckpointLoader.load_checkpoint(str(path))
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    from mmengine.fileio import get_file_backend
+    path = tmp_path / 'iter_4.pth'
+    backend = get_file_backend(str(path))
+    backend.put(b'complete old checkpoint', str(path))
+
+    def crash(fd):  # the process dies after writing part of the new file, before it is complete
+        raise KeyboardInterrupt('killed while saving')
+
+    monkeypatch.setattr(os, 'fsync', crash)
+    with pytest.raises(KeyboardInterrupt):
+        backend.put(b'new checkpoint that never finished', str(path))
+    assert path.read_bytes() == b'complete old checkpoint'
+    assert [p.name for p in tmp_path.iterdir()] == ['iter_4.pth']
