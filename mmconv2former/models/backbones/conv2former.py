@@ -217,7 +217,9 @@ class Conv2Former(Conv2FormerBody, BaseModule):
         norm_eval: keep the stem's BatchNorms in eval mode while training (small per-GPU batches).
         norm_cfg: norm of the stem (BN; SyncBN for multi-GPU).
         with_cp: activation checkpointing per block (saves memory, costs a recompute).
-        fast_path: 'auto' (fused Triton kernels on CUDA when available), True (require them on CUDA inputs), False.
+        fast_path: False (default: PyTorch ops), True (fused Triton kernels on CUDA inputs, required), 'auto' (the
+            kernels on CUDA when Triton works). The kernels use 2.35x less training memory but are not faster than
+            PyTorch in eager training yet (docs/performance.md), hence off by default. CPU always uses PyTorch.
         init_cfg: None (train from scratch) or dict(type='Pretrained', checkpoint=PATH, checkpoint_key='state_dict'
             or 'state_dict_ema', prefix=None). Loading is strict for the body: see `..checkpoint`.
     """
@@ -232,7 +234,7 @@ class Conv2Former(Conv2FormerBody, BaseModule):
                  norm_eval: bool = False,
                  norm_cfg: Optional[dict] = None,
                  with_cp: bool = False,
-                 fast_path: Union[str, bool] = 'auto',
+                 fast_path: Union[str, bool] = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(arch, in_channels, drop_path_rate, layer_scale_init_value, norm_cfg, init_cfg=init_cfg)
         self.arch_name = arch if isinstance(arch, str) else None

@@ -1,0 +1,349 @@
+"""Triton kernels for the two fused depthwise parts of the Conv2Former block, on channels-last (NHWC) maps.
+
+(a) ConvMod:  m = (DWConv_k(GELU(a)) + b) * v          (k = 7 or 11; a, v are the two halves of `av`)
+(b) MLP:      h = g + GELU(DWConv_3(g) + b),  g = GELU(h0)
+
+Rows are pixels p = (n*H + y)*W + x of C channels. The input of every depthwise conv (GELU(a), GELU(h0), and in the
+backward the gradients dy, ds) is written once, by the kernel before it, in a channel-blocked layout
+(C/BL, M, BL): the BL channels one program works on are contiguous for all pixels, so the k*k taps of a tile hit
+L1 (with row-major (M, C) rows, one program would use 16 of each 128-byte line). Everything computes in fp32 and
+stores in the tensors' dtype.
+
+The backward recomputes the conv output from the saved pre-GELU input instead of saving it:
+- ConvMod, given dm:  y = conv(g) + b  ->  m = y*v, dv = dm*y, dy = dm*v          (`_dwconv_kernel` MODE 1)
+                      da = conv_flipped(dy) * GELU'(a)                             (MODE 2)
+                      dW[c, i, j] = sum_p g[p + (i-P, j-P), c] * dy[p, c]         (`_dw_wgrad_kernel`)
+- MLP, given dh:      s = conv(g) + b  ->  h = g + GELU(s), ds = dh*GELU'(s)        (MODE 4)
+                      dh0 = (dh + conv_flipped(ds)) * GELU'(h0)                    (MODE 5)
+                      dW from (g, ds) as above.
+Bias gradients (column sums) and weight gradients are accumulated with fp32 atomics into zeroed buffers.
+"""
+import torch
+
+from .launch import FastLauncher
+
+try:
+    import triton
+    import triton.language as tl
+    HAS_TRITON = True
+except Exception:  # pragma: no cover - triton missing or broken
+    triton = None
+    tl = None
+    HAS_TRITON = False
+
+MODE_A_FWD, MODE_A_BWD, MODE_A_DGRAD, MODE_B_FWD, MODE_B_BWD, MODE_B_DGRAD = range(6)
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _gelu(x):
+        return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+
+    @triton.jit
+    def _gelu_grad(x):
+        cdf = 0.5 * (1.0 + tl.math.erf(x * 0.7071067811865476))
+        return cdf + x * tl.exp(-0.5 * x * x) * 0.3989422804014327
+
+    @triton.jit(do_not_specialize=['s_x', 'M'])
+    def _gelu_blocked_kernel(X, s_x, Y, M, BM: tl.constexpr, BL: tl.constexpr, VEC: tl.constexpr):
+        """Y (C/BL, M, BL) = GELU(X[:, :C]) for row-major X of row stride s_x."""
+        pid_c = tl.program_id(1)
+        rows = tl.program_id(0) * BM + tl.arange(0, BM)
+        lane = tl.arange(0, BL)
+        rmask = (rows < M)[:, None]
+        r64 = rows.to(tl.int64)
+        x = tl.load(X + tl.multiple_of(r64 * s_x, VEC)[:, None] + (pid_c * BL + lane)[None, :], mask=rmask, other=0.0)
+        y = _gelu(x.to(tl.float32))
+        blk = pid_c.to(tl.int64) * M * BL
+        tl.store(Y + blk + (r64 * BL)[:, None] + lane[None, :], y.to(Y.dtype.element_ty), mask=rmask)
+
+    @triton.jit(do_not_specialize=['s_x1', 's_x2', 's_o1', 's_o2', 's_o3', 'M', 'H', 'W', 'C', 'tiles_w',
+                                   'tiles_img'])
+    def _dwconv_kernel(IN, WT, BIAS,
+                       X1, s_x1, X2, s_x2,
+                       O1, s_o1, O2, s_o2, O3, s_o3,
+                       P1, P2,
+                       M, H, W, C, tiles_w, tiles_img,
+                       MODE: tl.constexpr, K: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+                       BC: tl.constexpr, VEC: tl.constexpr):
+        """Depthwise KxK conv of the channel-blocked IN (C/BC, M, BC) over a TH x TW pixel tile and BC channels, then
+        the epilogue of MODE. X*/O* are row-major (M, C) views with row strides s_*, except the blocked dy (MODE 1,
+        O3) and ds (MODE 4, O2). P1/P2 receive column sums (atomic adds)."""
+        BP: tl.constexpr = TH * TW
+        PAD: tl.constexpr = K // 2
+        pid = tl.program_id(0)
+        pid_c = tl.program_id(1)
+        n = pid // tiles_img
+        t = pid % tiles_img
+        idx = tl.arange(0, BP)
+        h = (t // tiles_w) * TH + idx // TW
+        w = (t % tiles_w) * TW + idx % TW
+        lane = tl.arange(0, BC)
+        c = pid_c * BC + lane
+        blk = pid_c.to(tl.int64) * M * BC
+        pok = (h < H) & (w < W)
+
+        acc = tl.zeros([BP, BC], dtype=tl.float32)
+        for i in range(K):
+            hh = h + (i - PAD)
+            rok = pok & (hh >= 0) & (hh < H)
+            rbase = blk + (n * H + hh).to(tl.int64) * W * BC
+            for j in tl.static_range(K):
+                ww = w + (j - PAD)
+                ok = rok & (ww >= 0) & (ww < W)
+                off = tl.multiple_of(rbase + ww * BC, BC)
+                xv = tl.load(IN + off[:, None] + lane[None, :], mask=ok[:, None], other=0.0)
+                wv = tl.load(WT + (i * K + j) * C + c)
+                acc += xv.to(tl.float32) * wv[None, :]
+
+        pix = (n * H + h).to(tl.int64) * W + w
+        bpix = tl.multiple_of(blk + pix * BC, BC)[:, None] + lane[None, :]
+        m2 = pok[:, None]
+        if MODE == 0:  # ConvMod forward: O1 = m = (conv + b) * v, X1 = v
+            y = acc + tl.load(BIAS + c)[None, :]
+            v = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+            out = y * v.to(tl.float32)
+            tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], out.to(O1.dtype.element_ty), mask=m2)
+        elif MODE == 1:  # ConvMod backward 1: X1 = v, X2 = dm; O1 = m, O2 = dv, O3 = dy (blocked); P1 += dy, P2 += dv
+            y = acc + tl.load(BIAS + c)[None, :]
+            v = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+            dm = tl.load(X2 + tl.multiple_of(pix * s_x2, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+            v = v.to(tl.float32)
+            dm = dm.to(tl.float32)
+            dv = tl.where(m2, dm * y, 0.0)
+            dy = dm * v
+            tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], (y * v).to(O1.dtype.element_ty),
+                     mask=m2)
+            tl.store(O2 + tl.multiple_of(pix * s_o2, VEC)[:, None] + c[None, :], dv.to(O2.dtype.element_ty), mask=m2)
+            tl.store(O3 + bpix, dy.to(O3.dtype.element_ty), mask=m2)
+            tl.atomic_add(P1 + c, tl.sum(dy, axis=0))
+            tl.atomic_add(P2 + c, tl.sum(dv, axis=0))
+        elif MODE == 2:  # ConvMod backward 2 (IN = dy, flipped weights): X1 = a; O1 = da; P1 += da
+            a = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+            da = acc * _gelu_grad(a.to(tl.float32))
+            tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], da.to(O1.dtype.element_ty), mask=m2)
+            tl.atomic_add(P1 + c, tl.sum(da, axis=0))
+        elif MODE == 3:  # MLP forward: O1 = h = g + GELU(conv(g) + b), IN = g
+            s = acc + tl.load(BIAS + c)[None, :]
+            g = tl.load(IN + bpix, mask=m2, other=0.0)
+            out = g.to(tl.float32) + _gelu(s)
+            tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], out.to(O1.dtype.element_ty), mask=m2)
+        elif MODE == 4:  # MLP backward 1: X1 = dh; O1 = h, O2 = ds (blocked); P1 += ds
+            s = acc + tl.load(BIAS + c)[None, :]
+            g = tl.load(IN + bpix, mask=m2, other=0.0)
+            dh = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+            out = g.to(tl.float32) + _gelu(s)
+            ds = dh.to(tl.float32) * _gelu_grad(s)
+            tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], out.to(O1.dtype.element_ty), mask=m2)
+            tl.store(O2 + bpix, ds.to(O2.dtype.element_ty), mask=m2)
+            tl.atomic_add(P1 + c, tl.sum(ds, axis=0))
+        else:  # MODE 5, MLP backward 2 (IN = ds, flipped weights): X1 = dh, X2 = h0; O1 = dh0; P1 += dh0
+            dh = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+            h0 = tl.load(X2 + tl.multiple_of(pix * s_x2, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+            dh0 = (dh.to(tl.float32) + acc) * _gelu_grad(h0.to(tl.float32))
+            tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], dh0.to(O1.dtype.element_ty), mask=m2)
+            tl.atomic_add(P1 + c, tl.sum(dh0, axis=0))
+
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'C', 'tiles_w', 'tiles_img', 'n_tiles', 'tiles_per_prog'])
+    def _dw_wgrad_kernel(G, DY, DW, M, H, W, C, tiles_w, tiles_img, n_tiles, tiles_per_prog,
+                         K: tl.constexpr, KP: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+                         BL: tl.constexpr, BCW: tl.constexpr):
+        """DW[c, i, j] += sum over the tiles of split s of g[p + (i - P, j - P), c] * dy[p, c], g and dy blocked
+        (C/BL, M, BL). One kernel row i per program (grid: K x C/BCW x splits), its K taps held in a
+        [pixels, KP, BCW] accumulator."""
+        BP: tl.constexpr = TH * TW
+        PAD: tl.constexpr = K // 2
+        i = tl.program_id(0)
+        pid_c = tl.program_id(1)
+        pid_s = tl.program_id(2)
+        c = pid_c * BCW + tl.arange(0, BCW)
+        blk = ((pid_c * BCW) // BL).to(tl.int64) * M * BL
+        lane = (pid_c * BCW) % BL + tl.arange(0, BCW)
+        j = tl.arange(0, KP)
+        idx = tl.arange(0, BP)
+        acc = tl.zeros([BP, KP, BCW], dtype=tl.float32)
+        t_start = pid_s * tiles_per_prog
+        t_end = tl.minimum(t_start + tiles_per_prog, n_tiles)
+        for tt in range(t_start, t_end):
+            n = tt // tiles_img
+            t = tt % tiles_img
+            h = (t // tiles_w) * TH + idx // TW
+            w = (t % tiles_w) * TW + idx % TW
+            pok = (h < H) & (w < W)
+            pix = (n * H + h).to(tl.int64) * W + w
+            dy = tl.load(DY + tl.multiple_of(blk + pix * BL, BL)[:, None] + lane[None, :], mask=pok[:, None],
+                         other=0.0)
+            hh = h + (i - PAD)
+            rok = pok & (hh >= 0) & (hh < H)
+            ww = w[:, None] + j[None, :] - PAD
+            ok = rok[:, None] & (ww >= 0) & (ww < W) & (j[None, :] < K)
+            off = tl.multiple_of((blk + (n * H + hh).to(tl.int64) * W * BL)[:, None] + ww * BL, (BL, BL))
+            gv = tl.load(G + off[:, :, None] + lane[None, None, :], mask=ok[:, :, None], other=0.0)
+            acc += gv.to(tl.float32) * dy.to(tl.float32)[:, None, :]
+        part = tl.sum(acc, axis=0)
+        tl.atomic_add(DW + c[None, :] * (K * K) + i * K + j[:, None], part, mask=(j[:, None] < K))
+
+    _gelu_blocked = FastLauncher(_gelu_blocked_kernel)
+    _dwconv = FastLauncher(_dwconv_kernel)
+    _dw_wgrad = FastLauncher(_dw_wgrad_kernel)
+
+
+def _pow2_divisor(n: int, cap: int) -> int:
+    d = 1
+    while d < cap and n % (2 * d) == 0:
+        d *= 2
+    return d
+
+
+def _vec(*strides: int, cap: int = 8) -> int:
+    v = cap
+    for s in strides:
+        v = min(v, _pow2_divisor(s, cap))
+    return v
+
+
+_SMS = {}
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type != 'cuda':
+        return 4
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SMS:
+        _SMS[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _SMS[index]
+
+
+def block_width(C: int, K: int) -> int:
+    """Channels per program (and of the blocked layout): 8 for the large kernels (a 16-byte bf16 vector per pixel,
+    the tile's halo fits L1), 32 for the 3x3 conv of the MLP."""
+    return _pow2_divisor(C, 8 if K > 3 else 32)
+
+
+def _conv_tiles(BC: int, H: int, W: int):
+    bp = max(64, 4096 // BC)
+    tw = 16 if W > 8 else 8
+    th = bp // tw
+    while th > 1 and th >= 2 * H:
+        th //= 2
+    return th, tw
+
+
+def gelu_blocked(x: torch.Tensor, C: int, BL: int) -> torch.Tensor:
+    """GELU of the first C columns of a row-major 2D view (any row stride), as a blocked (C/BL, M, BL) tensor."""
+    M = x.shape[0]
+    out = torch.empty((C // BL, M, BL), device=x.device, dtype=x.dtype)
+    if M:
+        bm = max(1, 4096 // BL)
+        vec = _vec(x.stride(0), BL)
+        _gelu_blocked[(triton.cdiv(M, bm), C // BL)](x, x.stride(0), out, M, bm, BL, vec, num_warps=4)
+    return out
+
+
+def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2=None, o3=None, p1=None, p2=None):
+    N, H, W = shape
+    M = N * H * W
+    BC = inp.shape[-1]
+    th, tw = _conv_tiles(BC, H, W)
+    tiles_w = triton.cdiv(W, tw)
+    tiles_img = triton.cdiv(H, th) * tiles_w
+    dummy = o1
+    x1 = dummy if x1 is None else x1
+    x2 = dummy if x2 is None else x2
+    o2 = dummy if o2 is None else o2
+    o3 = dummy if o3 is None else o3
+    p1 = wt if p1 is None else p1
+    p2 = wt if p2 is None else p2
+    vec = _vec(x1.stride(0), x2.stride(0), o1.stride(0), o2.stride(0), o3.stride(0), BC)
+    if M:
+        _dwconv[(N * tiles_img, C // BC)](inp, wt, bias, x1, x1.stride(0), x2, x2.stride(0), o1, o1.stride(0),
+                                          o2, o2.stride(0), o3, o3.stride(0), p1, p2, M, H, W, C, tiles_w, tiles_img,
+                                          mode, K, th, tw, BC, vec, num_warps=4)
+
+
+def dw_wgrad(g: torch.Tensor, dy: torch.Tensor, shape, C: int, K: int, out: torch.Tensor):
+    """Adds the depthwise weight gradient (C, K, K) to the fp32 buffer `out`; g, dy blocked (C/BL, M, BL)."""
+    N, H, W = shape
+    M = N * H * W
+    BL = g.shape[-1]
+    KP = triton.next_power_of_2(K)
+    bcw = min(BL, 8 if K > 3 else 32)
+    bp = max(16, 4096 // (KP * bcw))
+    tw = 16 if W > 8 else 8
+    th = max(1, bp // tw)
+    tiles_w = triton.cdiv(W, tw)
+    tiles_img = triton.cdiv(H, th) * tiles_w
+    n_tiles = N * tiles_img
+    per_split = K * (C // bcw)
+    splits = max(1, min(n_tiles, (4 * _num_sms(g.device) + per_split - 1) // per_split))
+    tiles_per_prog = triton.cdiv(n_tiles, splits)
+    splits = triton.cdiv(n_tiles, tiles_per_prog)
+    if M:
+        _dw_wgrad[(K, C // bcw, splits)](g, dy, out, M, H, W, C, tiles_w, tiles_img, n_tiles, tiles_per_prog,
+                                         K, KP, th, tw, BL, bcw, num_warps=4)
+
+
+def conv_weights(weight: torch.Tensor) -> torch.Tensor:
+    """(C, 1, K, K) depthwise weight -> (K*K, C) fp32 taps; `.flip(0)` of it are the taps of the transposed conv."""
+    C, K = weight.shape[0], weight.shape[-1]
+    out = torch.empty((K * K, C), device=weight.device, dtype=torch.float32)
+    return out.copy_(weight.detach().reshape(C, K * K).t())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (a) ConvMod: m = (DWConv_k(GELU(a)) + b) * v, with av = [a | v] of shape (M, 2C)
+# ---------------------------------------------------------------------------------------------------------------
+def convmod_fwd(av: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape) -> torch.Tensor:
+    C = av.shape[1] // 2
+    K = int(round(wt.shape[0] ** 0.5))
+    g = gelu_blocked(av, C, block_width(C, K))
+    m = torch.empty((av.shape[0], C), device=av.device, dtype=av.dtype)
+    _launch_conv(MODE_A_FWD, g, wt, bias, shape, C, K, x1=av[:, C:], o1=m)
+    return m
+
+
+def convmod_bwd(av: torch.Tensor, dm: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape,
+                dweight: torch.Tensor, dbias: torch.Tensor, sum_da: torch.Tensor, sum_dv: torch.Tensor):
+    """Returns (m, dav (M, 2C)); adds dweight (C*K*K), dbias, colsum(da), colsum(dv) into the given fp32 buffers."""
+    C = av.shape[1] // 2
+    K = int(round(wt.shape[0] ** 0.5))
+    M = av.shape[0]
+    BL = block_width(C, K)
+    g = gelu_blocked(av, C, BL)
+    dav = torch.empty((M, 2 * C), device=av.device, dtype=av.dtype)
+    dy = torch.empty((C // BL, M, BL), device=av.device, dtype=av.dtype)
+    m = torch.empty((M, C), device=av.device, dtype=av.dtype)
+    _launch_conv(MODE_A_BWD, g, wt, bias, shape, C, K, x1=av[:, C:], x2=dm, o1=m, o2=dav[:, C:], o3=dy, p1=dbias,
+                 p2=sum_dv)
+    _launch_conv(MODE_A_DGRAD, dy, wt.flip(0), bias, shape, C, K, x1=av, o1=dav, p1=sum_da)
+    dw_wgrad(g, dy, shape, C, K, dweight)
+    return m, dav
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (b) MLP: h = g + GELU(DWConv_3(g) + b), g = GELU(h0)
+# ---------------------------------------------------------------------------------------------------------------
+def mlp_pos_fwd(h0: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape) -> torch.Tensor:
+    C4 = h0.shape[1]
+    K = int(round(wt.shape[0] ** 0.5))
+    g = gelu_blocked(h0, C4, block_width(C4, K))
+    h = torch.empty_like(h0)
+    _launch_conv(MODE_B_FWD, g, wt, bias, shape, C4, K, o1=h)
+    return h
+
+
+def mlp_pos_bwd(h0: torch.Tensor, dh: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape,
+                dweight: torch.Tensor, dbias: torch.Tensor, sum_dh0: torch.Tensor):
+    """Returns (h, dh0); adds dweight (4C*K*K), dbias and colsum(dh0) into the given fp32 buffers."""
+    C4 = h0.shape[1]
+    K = int(round(wt.shape[0] ** 0.5))
+    BL = block_width(C4, K)
+    g = gelu_blocked(h0, C4, BL)
+    h = torch.empty_like(h0)
+    ds = torch.empty_like(g)
+    _launch_conv(MODE_B_BWD, g, wt, bias, shape, C4, K, x1=dh, o1=h, o2=ds, p1=dbias)
+    dw_wgrad(g, ds, shape, C4, K, dweight)
+    del g
+    dh0 = torch.empty_like(h0)
+    _launch_conv(MODE_B_DGRAD, ds, wt.flip(0), bias, shape, C4, K, x1=dh, x2=h0, o1=dh0, p1=sum_dh0)
+    return h, dh0

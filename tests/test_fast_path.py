@@ -1,0 +1,312 @@
+"""The fused Triton fast path of the Conv2Former block (`mmconv2former.ops`) against the reference `Block`.
+
+Checked on CUDA: the forward and the gradients of the input and of every parameter, in fp32 (against a float64 run
+of the reference, relative to each tensor's scale, 1e-4) and under bf16 / fp16 autocast (norm-relative error against
+float64 at most twice the reference's own autocast error, or under a floor: bf16 2e-2, fp16 3e-3); kernel sizes 7 and
+11, odd and tiny spatial sizes; drop path in training mode (same random numbers as timm's DropPath); activation
+checkpointing; torch.compile; the backbone with fast_path on vs off; the saved-activation memory. On CPU-only
+machines these are skipped (with the reason shown) and only the import / CPU fallback is checked.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+
+from mmconv2former.models.backbones.conv2former import Block, Conv2Former
+from mmconv2former.ops import block_forward_channels_last, convmod_forward_channels_last, fast_path_available
+from mmconv2former.ops import fast_block as fb
+
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason='the fused Triton kernels run on CUDA only; no GPU here')
+gpu = [pytest.mark.gpu, needs_cuda]
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    """fp32 comparisons must not run the reference's convolutions / matmuls in TF32."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def make_block(C, k, drop_path=0.0, seed=0, device='cuda'):
+    torch.manual_seed(seed)
+    block = Block(C, k, drop_path=drop_path)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in block.named_parameters():
+            if 'layer_scale' in name:
+                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+            elif name.endswith('norm.weight'):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            elif name.endswith('bias'):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            else:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+    return block.to(device)
+
+
+def run(block, x_nhwc, gy, fast, amp=None):
+    """Output and [dx, d(every parameter)] of one forward/backward, channels-last in and out."""
+    x = x_nhwc.detach().clone().requires_grad_()
+    block.zero_grad(set_to_none=True)
+    with torch.autocast('cuda', dtype=amp or torch.bfloat16, enabled=amp is not None):
+        if fast:
+            assert fast_path_available(x)
+            y = block_forward_channels_last(block, x)
+        else:
+            y = block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    y.backward(gy.to(y.dtype))
+    grads = [x.grad] + [p.grad for _, p in block.named_parameters()]
+    return y.detach(), grads
+
+
+def names(block):
+    return ['input'] + [n for n, _ in block.named_parameters()]
+
+
+def max_rel(a, b):
+    """max |a - b| relative to the scale (max |b|) of the reference tensor."""
+    a, b = a.double(), b.double()
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+def norm_rel(a, b):
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CPU: the module imports and the backbone keeps the reference path
+# ---------------------------------------------------------------------------------------------------------------
+def test_cpu_import_and_fallback():
+    block = make_block(16, 7, device='cpu').eval()
+    x = torch.randn(2, 9, 11, 16)
+    assert not fast_path_available(x)
+    with torch.no_grad():
+        out = block_forward_channels_last(block, x)
+        ref = block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    assert out.shape == x.shape and out.is_contiguous()
+    assert torch.equal(out, ref)
+
+
+def test_custom_ops_registered():
+    if not fb._HAS_CUSTOM_OP:
+        pytest.skip('torch < 2.4: no torch.library.custom_op, the fast path uses an autograd.Function')
+    for name in ('block_fwd', 'block_bwd', 'convmod_dw', 'mlp_pos'):
+        assert hasattr(torch.ops.mmconv2former, name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CUDA parity
+# ---------------------------------------------------------------------------------------------------------------
+FP32_CASES = [  # k, N, H, W, C
+    (11, 2, 37, 53, 72),
+    (7, 2, 37, 53, 64),
+    (11, 1, 5, 7, 40),   # smaller than the kernel
+    (7, 3, 1, 9, 16),    # a single row
+]
+
+
+@pytest.mark.parametrize('k,N,H,W,C', FP32_CASES, ids=[f'k{c[0]}-{c[1]}x{c[2]}x{c[3]}x{c[4]}' for c in FP32_CASES])
+@pytest.mark.gpu
+@needs_cuda
+def test_fp32_matches_reference(k, N, H, W, C):
+    block = make_block(C, k, seed=k + C)
+    x = torch.randn(N, H, W, C, device='cuda')
+    gy = torch.randn(N, H, W, C, device='cuda')
+    ref_out, ref_grads = run(copy.deepcopy(block).double(), x.double(), gy.double(), fast=False)
+    out, grads = run(block, x, gy, fast=True)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    errors = {'output': max_rel(out, ref_out)}
+    errors.update({n: max_rel(g, r) for n, g, r in zip(names(block), grads, ref_grads)})
+    bad = {n: e for n, e in errors.items() if not e <= 1e-4}
+    assert not bad, f'fp32 errors above 1e-4 (relative to scale): {bad}'
+
+
+AMP_CASES = [  # dtype, k, N, H, W, C
+    ('bf16', 11, 2, 37, 53, 72),
+    ('bf16', 7, 1, 37, 53, 64),
+    ('fp16', 11, 2, 37, 53, 72),
+]
+AMP_FLOOR = {'bf16': 2e-2, 'fp16': 3e-3}
+
+
+@pytest.mark.parametrize('amp,k,N,H,W,C', AMP_CASES, ids=[f'{c[0]}-k{c[1]}-{c[3]}x{c[4]}x{c[5]}' for c in AMP_CASES])
+@pytest.mark.gpu
+@needs_cuda
+def test_autocast_matches_reference(amp, k, N, H, W, C):
+    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16)[amp]
+    block = make_block(C, k, seed=3 * k + C)
+    x = torch.randn(N, H, W, C, device='cuda')
+    gy = torch.randn(N, H, W, C, device='cuda')
+    true_out, true_grads = run(copy.deepcopy(block).double(), x.double(), gy.double(), fast=False)
+    ref_out, ref_grads = run(copy.deepcopy(block), x, gy, fast=False, amp=dtype)
+    out, grads = run(block, x, gy, fast=True, amp=dtype)
+    assert out.dtype == ref_out.dtype
+    bad = {}
+    for n, a, r, t in zip(['output'] + names(block), [out] + grads, [ref_out] + ref_grads, [true_out] + true_grads):
+        e_fast, e_ref = norm_rel(a, t), norm_rel(r, t)
+        if not e_fast <= max(2 * e_ref, AMP_FLOOR[amp]):
+            bad[n] = (e_fast, e_ref)
+    assert not bad, f'{amp}: (fast error, reference autocast error) vs float64: {bad}'
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_drop_path_training_same_masks():
+    C, k, N = 72, 11, 6
+    block = make_block(C, k, drop_path=0.5, seed=1).train()
+    x = torch.randn(N, 19, 23, C, device='cuda')
+    gy = torch.randn(N, 19, 23, C, device='cuda')
+    torch.manual_seed(123)
+    s1, s2 = fb._drop_path_scales(block, x, torch.float32)
+    assert (s1 == 0).any() or (s2 == 0).any(), 'the seed should drop at least one sample'
+    assert set(torch.cat([s1, s2]).tolist()) <= {0.0, 2.0}
+    torch.manual_seed(123)
+    ref_out, ref_grads = run(block, x, gy, fast=False)
+    torch.manual_seed(123)
+    out, grads = run(block, x, gy, fast=True)
+    errors = {'output': max_rel(out, ref_out)}
+    errors.update({n: max_rel(g, r) for n, g, r in zip(names(block), grads, ref_grads)})
+    bad = {n: e for n, e in errors.items() if not e <= 1e-4}
+    assert not bad, f'drop path: errors above 1e-4: {bad}'
+    # eval mode: no drop path at all
+    block.eval()
+    with torch.no_grad():
+        assert max_rel(block_forward_channels_last(block, x), block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)) < 1e-4
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_activation_checkpoint():
+    C, k = 72, 11
+    block = make_block(C, k, drop_path=0.3, seed=2).train()
+    x = torch.randn(4, 21, 17, C, device='cuda')
+    gy = torch.randn_like(x)
+    torch.manual_seed(7)
+    out, grads = run(block, x, gy, fast=True)
+    xc = x.clone().requires_grad_()
+    block.zero_grad(set_to_none=True)
+    torch.manual_seed(7)
+    y = cp.checkpoint(block_forward_channels_last, block, xc, use_reentrant=False)
+    y.backward(gy)
+    grads_cp = [xc.grad] + [p.grad for _, p in block.named_parameters()]
+    assert max_rel(y, out) < 1e-6
+    # the column sums are fp32 atomics: their order (and last bits) may differ between the two runs
+    bad = {n: max_rel(a, b) for n, a, b in zip(names(block), grads_cp, grads) if not max_rel(a, b) < 1e-5}
+    assert not bad, f'checkpointed gradients differ: {bad}'
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_torch_compile_smoke():
+    C, k = 64, 7
+    b1, b2 = make_block(C, k, seed=4), make_block(C, k, seed=5)
+
+    def two_blocks(x):
+        return block_forward_channels_last(b2, block_forward_channels_last(b1, x))
+
+    compiled = torch.compile(two_blocks, fullgraph=True)
+    x = torch.randn(2, 13, 29, C, device='cuda')
+    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ye = two_blocks(xe)
+    ye.sum().backward()
+    grads_e = [xe.grad] + [p.grad.clone() for p in list(b1.parameters()) + list(b2.parameters())]
+    for p in list(b1.parameters()) + list(b2.parameters()):
+        p.grad = None
+    yc = compiled(xc)
+    yc.sum().backward()
+    grads_c = [xc.grad] + [p.grad for p in list(b1.parameters()) + list(b2.parameters())]
+    assert max_rel(yc, ye) < 1e-5
+    assert max(max_rel(a, b) for a, b in zip(grads_c, grads_e)) < 1e-5
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+@pytest.mark.gpu
+@needs_cuda
+def test_backbone_fast_vs_reference(with_cp):
+    arch = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_size=7)
+    torch.manual_seed(0)
+    ref = Conv2Former(arch=arch, fast_path=False, with_cp=with_cp).cuda().train()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if 'layer_scale' in name:
+                p.uniform_(0.5, 1.5)
+    fast = copy.deepcopy(ref)
+    fast.fast_path = True
+    x = torch.randn(2, 3, 67, 99, device='cuda')
+    outs = []
+    for model in (ref, fast):
+        xi = x.clone().requires_grad_()
+        ys = model(xi)
+        sum((y * torch.linspace(-1, 1, y.numel(), device='cuda').view_as(y)).sum() for y in ys).backward()
+        outs.append((ys, xi.grad, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (ys_r, dx_r, g_r), (ys_f, dx_f, g_f) = outs
+    assert all(max_rel(a, b) < 1e-4 for a, b in zip(ys_f, ys_r))
+    assert max_rel(dx_f, dx_r) < 1e-4
+    assert g_r.keys() == g_f.keys()
+    bad = {n: max_rel(g_f[n], g_r[n]) for n in g_r if not max_rel(g_f[n], g_r[n]) < 1e-4}
+    assert not bad, bad
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_standalone_fused_ops():
+    N, H, W, C = 2, 23, 31, 48
+    av = torch.randn(N, H, W, 2 * C, device='cuda', dtype=torch.float64, requires_grad=True)
+    w = torch.randn(C, 1, 11, 11, device='cuda', dtype=torch.float64, requires_grad=True)
+    b = torch.randn(C, device='cuda', dtype=torch.float64, requires_grad=True)
+    a, v = av.permute(0, 3, 1, 2).chunk(2, 1)
+    ref = (F.conv2d(F.gelu(a), w, b, padding=5, groups=C) * v).permute(0, 2, 3, 1)
+    g = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad(ref, (av, w, b), g)
+    leaves = [t.detach().float().requires_grad_() for t in (av, w, b)]
+    out = fb.convmod_dw(*leaves)
+    grads = torch.autograd.grad(out, leaves, g.float())
+    assert max_rel(out, ref) < 1e-5 and all(max_rel(x, y) < 1e-5 for x, y in zip(grads, ref_grads))
+
+    h0 = torch.randn(N, H, W, 4 * C, device='cuda', dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4 * C, 1, 3, 3, device='cuda', dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4 * C, device='cuda', dtype=torch.float64, requires_grad=True)
+    gg = F.gelu(h0.permute(0, 3, 1, 2))
+    ref = (gg + F.gelu(F.conv2d(gg, w, b, padding=1, groups=4 * C))).permute(0, 2, 3, 1)
+    g = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad(ref, (h0, w, b), g)
+    leaves = [t.detach().float().requires_grad_() for t in (h0, w, b)]
+    out = fb.mlp_pos(*leaves)
+    grads = torch.autograd.grad(out, leaves, g.float())
+    assert max_rel(out, ref) < 1e-5 and all(max_rel(x, y) < 1e-5 for x, y in zip(grads, ref_grads))
+
+    block = make_block(C, 11, seed=9)
+    x = torch.randn(N, H, W, C, device='cuda', requires_grad=True)
+    ref = block.attn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    ref_grads = torch.autograd.grad(ref, [x] + list(block.attn.parameters()), g[..., :C])
+    out = convmod_forward_channels_last(block.attn, x)
+    grads = torch.autograd.grad(out, [x] + list(block.attn.parameters()), g[..., :C].float())
+    assert max_rel(out, ref) < 1e-4 and all(max_rel(a, b) < 1e-4 for a, b in zip(grads, ref_grads))
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_saved_activation_memory():
+    """What the forward keeps for backward: the fast path keeps well under half of the reference's."""
+    C, k = 72, 11
+    block = make_block(C, k, seed=6).train()
+    x = torch.randn(2, 64, 96, C, device='cuda', requires_grad=True)
+    kept = {}
+    for fast in (False, True):
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        with torch.autocast('cuda', dtype=torch.bfloat16):
+            y = block_forward_channels_last(block, x) if fast else block(x.permute(0, 3, 1, 2))
+        torch.cuda.synchronize()
+        kept[fast] = torch.cuda.memory_allocated() - before
+        y.float().sum().backward()
+        del y
+    assert kept[True] < 0.5 * kept[False], kept

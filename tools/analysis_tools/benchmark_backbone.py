@@ -1,0 +1,664 @@
+"""Side-by-side speed and memory of backbones, in one process, on one GPU.
+
+Columns: Conv2Former-T with the fused Triton fast path, Conv2Former-T on the reference (plain PyTorch) path, timm's
+ConvNeXt-T (`features_only`) and mmdet's Swin-T (when mmdet imports). Settings (bf16 autocast by default):
+
+    coco_train   2x3x800x1344  forward + backward       ade_train  4x3x512x512  forward + backward
+    coco_infer   1x3x800x1344  inference                in_infer   128x3x224x224 inference
+
+Each case: warm-up steps (Triton compiles in the first), then the median of `--steps` steps timed with CUDA events;
+peak memory is `torch.cuda.max_memory_allocated` with the peak reset at the start of the case (model weights and
+gradients included). Then micro-benchmarks at the COCO stage-1 size (2x200x336, C=72, k=11): the fused ConvMod
+kernel (a) and whole ConvMod, the MLP kernel (b) and the whole block, fast vs reference, forward + backward; and each
+Triton kernel of the block timed alone next to its memory-bandwidth / FMA floor.
+
+Writes `benchmark.json`, `benchmark.md` and `benchmark.png` into `--out`.
+
+`--detector` instead times a Mask R-CNN (FPN) training iteration with Conv2Former-T (fast path) vs Swin-T; it needs
+mmdet with mmcv's compiled ops (RoIAlign, NMS).
+
+If mmcv is installed without its compiled ops (`mmcv._ext`), the backbone columns still import mmdet's Swin-T by
+registering a stub `mmcv._ext` whose functions raise when called: Swin-T itself uses no compiled op.
+"""
+import argparse
+import datetime
+import json
+import os
+import os.path as osp
+import statistics
+import sys
+import time
+import traceback
+import types
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+SETTINGS = {
+    'coco_train': dict(shape=(2, 3, 800, 1344), train=True, label='COCO train 2x800x1344 fwd+bwd'),
+    'ade_train': dict(shape=(4, 3, 512, 512), train=True, label='ADE train 4x512x512 fwd+bwd'),
+    'coco_infer': dict(shape=(1, 3, 800, 1344), train=False, label='COCO inference 1x800x1344'),
+    'in_infer': dict(shape=(128, 3, 224, 224), train=False, label='ImageNet inference 128x224x224'),
+}
+MODELS = ['c2f_fast', 'c2f_ref', 'convnext_t', 'swin_t', 'c2f_fast_graph', 'convnext_t_graph']
+MODEL_LABELS = {'c2f_fast': 'Conv2Former-T fast', 'c2f_ref': 'Conv2Former-T ref', 'convnext_t': 'ConvNeXt-T (timm)',
+                'c2f_fast_graph': 'Conv2Former-T fast, CUDA graph', 'convnext_t_graph': 'ConvNeXt-T, CUDA graph',
+                'swin_t': 'Swin-T (mmdet)'}
+# H100 SXM datasheet numbers for the floors (the copy bandwidth is also measured and reported)
+HBM_BYTES_PER_S = 3.35e12
+FP32_FLOPS = 67e12
+GIB = 2 ** 30
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------------------------------
+def _stub_mmcv_ext():
+    """Let mmdet import when mmcv was installed without compiled ops: its functions raise if ever called."""
+    try:
+        import mmcv._ext  # noqa: F401
+        return False
+    except ImportError:
+        pass
+
+    class _Stub(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith('__'):
+                raise AttributeError(name)
+
+            def missing(*args, **kwargs):
+                raise RuntimeError(f'mmcv._ext.{name} is not compiled (stub registered by benchmark_backbone.py)')
+            return missing
+
+    sys.modules['mmcv._ext'] = _Stub('mmcv._ext')
+    return True
+
+
+def build_model(name, device):
+    name = name[:-len('_graph')] if name.endswith('_graph') else name
+    if name in ('c2f_fast', 'c2f_ref'):
+        from mmconv2former.models.backbones.conv2former import Conv2Former
+        return Conv2Former(arch='tiny', fast_path=(name == 'c2f_fast')).to(device)
+    if name == 'convnext_t':
+        import timm
+        return timm.create_model('convnext_tiny', pretrained=False, features_only=True).to(device)
+    if name == 'swin_t':
+        stubbed = _stub_mmcv_ext()
+        from mmdet.models.backbones import SwinTransformer
+        model = SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
+                                mlp_ratio=4, qkv_bias=True, drop_path_rate=0.0, patch_norm=True,
+                                out_indices=(0, 1, 2, 3), with_cp=False, convert_weights=False)
+        model.mmcv_ext_stubbed = stubbed
+        return model.to(device)
+    raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# timing helpers
+# ---------------------------------------------------------------------------------------------------------------
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn, device, steps, warmup, before=None):
+    """Median and all step times (ms) of fn(), each step timed alone (CUDA events on GPU)."""
+    for _ in range(warmup):
+        if before:
+            before()
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(steps):
+        if before:
+            before()
+        if device.type == 'cuda':
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), times
+
+
+def _loss(outs):
+    if isinstance(outs, torch.Tensor):
+        outs = [outs]
+    return sum(o.float().mean() for o in outs)
+
+
+class _LossOf(nn.Module):
+    """model -> scalar loss under autocast (weight-cast cache off, as CUDA graph capture needs)."""
+
+    def __init__(self, model, dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32, cache_enabled=False):
+            return _loss(self.model(x))
+
+
+def _graphed_step(model, x, dtype, train):
+    """The same step, captured once in CUDA graph(s) and replayed: what the GPU alone needs, without the host."""
+    if train:
+        model.train()
+        graphed = torch.cuda.make_graphed_callables(_LossOf(model, dtype), (x,), allow_unused_input=True)
+        return lambda: graphed(x).backward()
+    model.eval()
+    use_amp = dtype != torch.float32
+    graph = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=use_amp, cache_enabled=False):
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                model(x)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.cuda.graph(graph):
+            model(x)
+    return graph.replay
+
+
+def run_case(model, setting, device, dtype, steps, warmup, graphed=False):
+    cfg = SETTINGS[setting]
+    shape = cfg['shape']
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device) if device.type == 'cuda' else 0
+    x = torch.randn(shape, device=device)
+    use_amp = dtype != torch.float32
+    if graphed:
+        step = _graphed_step(model, x, dtype, cfg['train'])
+
+        def clear():
+            for p in model.parameters():
+                p.grad = None
+        med, times = time_fn(step, device, steps, warmup, before=clear if cfg['train'] else None)
+        clear()
+    elif cfg['train']:
+        model.train()
+
+        def clear():
+            for p in model.parameters():
+                p.grad = None
+
+        def step():
+            with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
+                loss = _loss(model(x))
+            loss.backward()
+        med, times = time_fn(step, device, steps, warmup, before=clear)
+        clear()
+    else:
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_amp):
+                model(x)
+        med, times = time_fn(step, device, steps, warmup)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else 0
+    return dict(ms=med, ms_min=min(times), ms_max=max(times), peak_gib=peak / GIB, base_gib=base / GIB)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# micro-benchmarks
+# ---------------------------------------------------------------------------------------------------------------
+def _bench(fn, device, steps, warmup):
+    return time_fn(fn, device, steps, warmup)[0]
+
+
+def micro_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11):
+    from mmconv2former.models.backbones.conv2former import Block
+    from mmconv2former.ops import fast_block as fb
+    torch.manual_seed(0)
+    block = Block(C, K).to(device)
+    for p in block.parameters():
+        p.data.normal_(0, 0.1)
+    results = []
+
+    def fwd_bwd(fn, *inputs):
+        def step():
+            for t in inputs:
+                t.grad = None
+            for p in block.parameters():
+                p.grad = None
+            with torch.autocast(device.type, dtype=dtype):
+                out = fn()
+            out.float().sum().backward()
+        return step
+
+    # (a) alone: GELU -> DWConv_k -> * v
+    av = torch.randn(N, H, W, 2 * C, device=device, dtype=dtype, requires_grad=True)
+    a_ref = torch.randn(N, C, H, W, device=device, dtype=dtype, requires_grad=True)
+    v_ref = torch.randn(N, C, H, W, device=device, dtype=dtype, requires_grad=True)
+    a_cl = a_ref.detach().to(memory_format=torch.channels_last).requires_grad_()
+    v_cl = v_ref.detach().to(memory_format=torch.channels_last).requires_grad_()
+    dw = block.attn.att[2]
+    t_fast = _bench(fwd_bwd(lambda: fb.convmod_dw(av, dw.weight, dw.bias), av), device, steps, warmup)
+    t_ref = _bench(fwd_bwd(lambda: dw(F.gelu(a_ref)) * v_ref, a_ref, v_ref), device, steps, warmup)
+    t_cl = _bench(fwd_bwd(lambda: dw(F.gelu(a_cl)) * v_cl, a_cl, v_cl), device, steps, warmup)
+    results.append(dict(name=f'(a) GELU->DW{K}x{K}->*v, {N}x{H}x{W}x{C}', fast_ms=t_fast, ref_ms=t_ref,
+                        ref_channels_last_ms=t_cl))
+    # ConvMod (block.attn) whole
+    x_cf = torch.randn(N, C, H, W, device=device, requires_grad=True)
+    x_cl = x_cf.detach().permute(0, 2, 3, 1).contiguous().requires_grad_()
+    t_fast = _bench(fwd_bwd(lambda: fb.convmod_forward_channels_last(block.attn, x_cl), x_cl), device, steps, warmup)
+    t_ref = _bench(fwd_bwd(lambda: block.attn(x_cf), x_cf), device, steps, warmup)
+    results.append(dict(name=f'ConvMod (LN, 3 1x1, (a)), {N}x{H}x{W}x{C}', fast_ms=t_fast, ref_ms=t_ref))
+    # (b) alone: g = GELU(h0); g + GELU(DW3(g))
+    C4 = 4 * C
+    pos = block.mlp.pos
+    h0 = torch.randn(N, H, W, C4, device=device, dtype=dtype, requires_grad=True)
+    h0_ref = torch.randn(N, C4, H, W, device=device, dtype=dtype, requires_grad=True)
+
+    def mlp_ref():
+        g = F.gelu(h0_ref)
+        return g + F.gelu(pos(g))
+    t_fast = _bench(fwd_bwd(lambda: fb.mlp_pos(h0, pos.weight, pos.bias), h0), device, steps, warmup)
+    t_ref = _bench(fwd_bwd(mlp_ref, h0_ref), device, steps, warmup)
+    results.append(dict(name=f'(b) GELU->DW3x3->GELU->add, {N}x{H}x{W}x{C4}', fast_ms=t_fast, ref_ms=t_ref))
+    # the whole block
+    t_fast = _bench(fwd_bwd(lambda: fb.block_forward_channels_last(block, x_cl), x_cl), device, steps, warmup)
+    t_ref = _bench(fwd_bwd(lambda: block(x_cf), x_cf), device, steps, warmup)
+    results.append(dict(name=f'Block, {N}x{H}x{W}x{C}, k={K}', fast_ms=t_fast, ref_ms=t_ref))
+    for r in results:
+        r['speedup'] = r['ref_ms'] / r['fast_ms']
+    return results
+
+
+def kernel_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11):
+    """Each Triton kernel of the block alone at one stage size, with bytes / FLOPs and the floor they imply."""
+    from mmconv2former.ops.kernels import dwconv as dk
+    from mmconv2former.ops.kernels import layernorm as lk
+    torch.manual_seed(0)
+    M, C4, e = N * H * W, 4 * C, torch.finfo(dtype).bits // 8
+    shape = (N, H, W)
+    r = lambda *s, dt=dtype: torch.randn(*s, device=device, dtype=dt)  # noqa: E731
+    av, dm = r(M, 2 * C), r(M, C)
+    wdw, bdw = r(C, 1, K, K, dt=torch.float32), r(C, dt=torch.float32)
+    h0, dh = r(M, C4), r(M, C4)
+    wpos, bpos = r(C4, 1, 3, 3, dt=torch.float32), r(C4, dt=torch.float32)
+    wt, wt3 = dk.conv_weights(wdw), dk.conv_weights(wpos)
+    wtf, wt3f = wt.flip(0), wt3.flip(0)
+    x32, r1, g32 = r(M, C, dt=torch.float32), r(M, C), r(M, C, dt=torch.float32)
+    lnw, lnb = r(C, dt=torch.float32), r(C, dt=torch.float32)
+    bl, bl3 = dk.block_width(C, K), dk.block_width(C4, 3)
+    g = dk.gelu_blocked(av, C, bl)
+    gb = dk.gelu_blocked(h0, C4, bl3)
+    o1, o2, o3 = torch.empty_like(dm), torch.empty_like(av), torch.empty_like(g)
+    ob1, ob2 = torch.empty_like(h0), torch.empty_like(gb)
+    acc = torch.zeros(4 * C4 + C4 * 9 + 4 * C + C * K * K, device=device)
+    s1, s2, s3, s4 = acc[:C], acc[C:2 * C], acc[2 * C:3 * C], acc[3 * C:4 * C]
+    dwk, dw3 = acc[4 * C:4 * C + C * K * K], acc[4 * C + C * K * K:4 * C + C * K * K + 9 * C4]
+    stats = torch.zeros(2, M, device=device)
+    stats[1] = 1
+    MC, MC4 = M * C, M * C4
+    kk, k3 = K * K, 9
+    cases = [
+        ('GELU -> blocked (a)', lambda: dk.gelu_blocked(av, C, bl), 2 * MC * e, 0),
+        (f'(a) fwd DW{K}', lambda: dk._launch_conv(dk.MODE_A_FWD, g, wt, bdw, shape, C, K, x1=av[:, C:], o1=o1),
+         3 * MC * e, 2 * kk * MC),
+        (f'(a) bwd recompute DW{K}', lambda: dk._launch_conv(dk.MODE_A_BWD, g, wt, bdw, shape, C, K, x1=av[:, C:],
+                                                             x2=dm, o1=o1, o2=o2[:, C:], o3=o3, p1=s1, p2=s2),
+         6 * MC * e, 2 * kk * MC),
+        (f'(a) bwd dgrad DW{K}', lambda: dk._launch_conv(dk.MODE_A_DGRAD, o3, wtf, bdw, shape, C, K, x1=av, o1=o2,
+                                                         p1=s3), 3 * MC * e, 2 * kk * MC),
+        (f'(a) bwd wgrad DW{K}', lambda: dk.dw_wgrad(g, o3, shape, C, K, dwk), 2 * MC * e, 2 * kk * MC),
+        ('GELU -> blocked (b)', lambda: dk.gelu_blocked(h0, C4, bl3), 2 * MC4 * e, 0),
+        ('(b) fwd DW3', lambda: dk._launch_conv(dk.MODE_B_FWD, gb, wt3, bpos, shape, C4, 3, o1=ob1), 2 * MC4 * e,
+         2 * k3 * MC4),
+        ('(b) bwd recompute DW3', lambda: dk._launch_conv(dk.MODE_B_BWD, gb, wt3, bpos, shape, C4, 3, x1=dh, o1=ob1,
+                                                          o2=ob2, p1=s4), 4 * MC4 * e, 2 * k3 * MC4),
+        ('(b) bwd dgrad DW3', lambda: dk._launch_conv(dk.MODE_B_DGRAD, ob2, wt3f, bpos, shape, C4, 3, x1=dh, x2=h0,
+                                                      o1=ob1, p1=s4), 4 * MC4 * e, 2 * k3 * MC4),
+        ('(b) bwd wgrad DW3', lambda: dk.dw_wgrad(gb, ob2, shape, C4, 3, dw3), 2 * MC4 * e, 2 * k3 * MC4),
+        ('LayerNorm fwd (fp32 in)', lambda: lk.layer_norm(x32, lnw, lnb, 1e-6, dtype), MC * (4 + e), 0),
+        ('residual + LayerNorm fwd', lambda: lk.layer_norm(x32, lnw, lnb, 1e-6, dtype, res=r1, hw=H * W,
+                                                            res_out_dtype=torch.float32), MC * (4 + e + 4 + e), 0),
+        ('residual add', lambda: lk.residual_add(x32, r1, None, H * W, torch.float32), MC * (4 + e + 4), 0),
+        ('LayerNorm bwd (+ residual grad, cast)', lambda: lk.layer_norm_bwd(
+            x32, stats[0], stats[1], lnw, r1, s1, s2, dres=g32, dx_dtype=torch.float32, ds_dtype=dtype,
+            ds_colsum=s3), MC * (4 + e + 4 + 4 + e), 0),
+    ]
+    out = []
+    for name, fn, nbytes, flops in cases:
+        ms = _bench(fn, device, steps, warmup)
+        floor_ms = max(nbytes / HBM_BYTES_PER_S, flops / FP32_FLOPS) * 1e3
+        out.append(dict(kernel=name, ms=ms, bytes=nbytes, flops=flops, floor_ms=floor_ms,
+                        bound='memory' if nbytes / HBM_BYTES_PER_S >= flops / FP32_FLOPS else 'FMA',
+                        gbps=nbytes / ms / 1e6, x_floor=ms / floor_ms))
+    return out
+
+
+def launch_overhead(device, n=2000):
+    """Host time of one launch (us): a torch op, one of our Triton kernels through Triton, and through FastLauncher."""
+    import triton
+
+    from mmconv2former.ops.kernels import layernorm as lk
+    x = torch.randn(64, 72, device=device)
+    r = torch.randn(64, 72, device=device, dtype=torch.bfloat16)
+    out = torch.empty_like(x)
+    grid = (2,)
+    args = (x, r, x, out, 64, 64, 72, 128, 32, False)
+
+    def host_us(fn):
+        for _ in range(20):
+            fn()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        t = (time.perf_counter() - t0) / n * 1e6
+        _sync(device)
+        return t
+    res = {'torch x.add_(1)': host_us(lambda: x.add_(1)),
+           'Triton kernel[grid](...)': host_us(lambda: lk._residual_kernel[grid](*args, num_warps=4)),
+           'Triton, FastLauncher': host_us(lambda: lk._residual[grid](*args, num_warps=4))}
+    res['triton version ' + triton.__version__] = 0.0
+    return res
+
+
+def copy_bandwidth(device):
+    x = torch.empty(2 * GIB // 4, device=device, dtype=torch.float32)
+    y = torch.empty_like(x)
+    ms = _bench(lambda: y.copy_(x), device, 10, 3)
+    return 2 * x.numel() * 4 / ms / 1e9  # TB/s, read + write
+
+
+def profile_fast_step(device, dtype, out_dir, top=25):
+    """Kernel-level profile of one Conv2Former-T fast-path COCO training step (CUDA time per kernel name)."""
+    from torch.profiler import ProfilerActivity, profile
+    model = build_model('c2f_fast', device).train()
+    x = torch.randn(SETTINGS['coco_train']['shape'], device=device)
+    for _ in range(2):
+        with torch.autocast(device.type, dtype=dtype):
+            _loss(model(x)).backward()
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with torch.autocast(device.type, dtype=dtype):
+            _loss(model(x)).backward()
+        _sync(device)
+    table = prof.key_averages().table(sort_by='cuda_time_total', row_limit=top)
+    with open(osp.join(out_dir, 'profile_fast_coco_train.txt'), 'w') as f:
+        f.write(table)
+    del model
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# detector mode
+# ---------------------------------------------------------------------------------------------------------------
+def _detector_step(model, opt, data, device, dtype):
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            losses = model(**data, mode='loss')
+        loss = sum(v.sum() if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2):
+    from mmdet.testing import demo_mm_inputs
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.registry import MODELS as ROOT_MODELS
+
+    import mmconv2former  # noqa: F401  (registers the backbone)
+    register_all_modules()
+    base = Config.fromfile(osp.join(REPO, 'configs/_base_/models/mask-rcnn_conv2former_fpn.py'))
+    results = []
+    for name in ('c2f_fast', 'c2f_ref', 'swin_t'):
+        cfg = base.model.copy()
+        cfg['backbone'] = dict(cfg['backbone'])
+        cfg['backbone'].update(norm_cfg=dict(type='BN', requires_grad=True))
+        if name == 'swin_t':
+            cfg['backbone'] = dict(type='mmdet.SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
+                                   num_heads=[3, 6, 12, 24], window_size=7, mlp_ratio=4, qkv_bias=True,
+                                   drop_path_rate=0.2, patch_norm=True, out_indices=(0, 1, 2, 3),
+                                   convert_weights=False)
+            cfg['neck'] = dict(cfg['neck'], in_channels=[96, 192, 384, 768])
+        else:
+            cfg['backbone'].update(fast_path=(name == 'c2f_fast'), drop_path_rate=0.2)
+        cfg.setdefault('_scope_', 'mmdet')
+        model = ROOT_MODELS.build(cfg).to(device).train()
+        packed = demo_mm_inputs(batch_size=batch, image_shapes=[(3,) + tuple(image)] * batch, num_items=[8] * batch,
+                                with_mask=True)
+        data = model.data_preprocessor(packed, True)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+
+        step = _detector_step(model, opt, data, device, dtype)
+        med, times = time_fn(step, device, steps, warmup)
+        peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == 'cuda' else 0.0
+        results.append(dict(model=name, label=MODEL_LABELS[name], ms=med, peak_gib=peak))
+        print(f'[detector] {MODEL_LABELS[name]:22s} {med:8.1f} ms  {peak:6.2f} GiB', flush=True)
+        del model, opt, data
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------------------------
+def markdown(report):
+    lines = [f"Device: {report['device']} · dtype: {report['dtype']} autocast · torch {report['torch']} · "
+             f"triton {report['triton']} · {report['date']} · median of {report['steps']} steps after "
+             f"{report['warmup']} warm-up", '']
+    cases = report['cases']
+    models = [m for m in MODELS if any(c['model'] == m for c in cases)]
+    if cases:
+        lines += _backbone_table(cases, models)
+    if report.get('swin_note'):
+        lines += ['', f"Swin-T: {report['swin_note']}"]
+    return _markdown_rest(report, lines)
+
+
+def _backbone_table(cases, models):
+    lines = []
+    lines.append('| setting | ' + ' | '.join(MODEL_LABELS[m] for m in models) + ' | fast / ConvNeXt-T |')
+    lines.append('|---' * (len(models) + 2) + '|')
+    for s in SETTINGS:
+        row, by = [], {c['model']: c for c in cases if c['setting'] == s}
+        if not by:
+            continue
+        for m in models:
+            c = by.get(m)
+            if c is None or 'error' in c:
+                row.append('n/a')
+            else:
+                row.append(f"{c['ms']:.1f} ms · {c['peak_gib']:.2f} GiB")
+        f, r = by.get('c2f_fast'), by.get('convnext_t')
+        if f and r and 'error' not in f and 'error' not in r:
+            ratio = f"{f['ms'] / r['ms']:.2f}x time · {f['peak_gib'] / max(r['peak_gib'], 1e-9):.2f}x mem"
+        else:
+            ratio = 'n/a'
+        fg, rg = by.get('c2f_fast_graph'), by.get('convnext_t_graph')
+        if fg and rg and 'error' not in fg and 'error' not in rg:
+            ratio += f" (CUDA graphs: {fg['ms'] / rg['ms']:.2f}x)"
+        lines.append(f"| {SETTINGS[s]['label']} | " + ' | '.join(row) + f' | {ratio} |')
+    errors = [c for c in cases if 'error' in c]
+    if errors:
+        lines.append('')
+        for c in errors:
+            lines.append(f"- {MODEL_LABELS[c['model']]} / {c['setting']}: not run ({c['error']})")
+    return lines
+
+
+def _markdown_rest(report, lines):
+    if report.get('launch_us'):
+        lines += ['', '| one launch, host time | us |', '|---|---|']
+        for k, v in report['launch_us'].items():
+            lines.append(f'| {k} | {v:.1f} |')
+    if report.get('micro'):
+        lines += ['', '| micro-benchmark (fwd+bwd) | fast | reference | speedup |', '|---|---|---|---|']
+        for r in report['micro']:
+            extra = f" (channels_last ref {r['ref_channels_last_ms']:.2f} ms)" if 'ref_channels_last_ms' in r else ''
+            lines.append(f"| {r['name']} | {r['fast_ms']:.2f} ms | {r['ref_ms']:.2f} ms{extra} | {r['speedup']:.1f}x |")
+    if report.get('kernels'):
+        lines += ['', f"Kernels at {report.get('kernel_shape', '')}, floor = max(bytes / "
+                  f"{HBM_BYTES_PER_S / 1e12:.2f} TB/s, FLOPs / {FP32_FLOPS / 1e12:.0f} TFLOP/s); measured copy "
+                  f"bandwidth {report.get('copy_tbps', float('nan')):.2f} TB/s", '',
+                  '| kernel | time | bytes | FLOPs | floor | bound | achieved | x floor |',
+                  '|---|---|---|---|---|---|---|---|']
+        for k in report['kernels']:
+            lines.append(f"| {k['kernel']} | {k['ms'] * 1e3:.0f} us | {k['bytes'] / 1e6:.0f} MB | "
+                         f"{k['flops'] / 1e9:.1f} G | {k['floor_ms'] * 1e3:.0f} us | {k['bound']} | "
+                         f"{k['gbps']:.0f} GB/s | {k['x_floor']:.1f} |")
+    if report.get('detector'):
+        lines += ['', '| Mask R-CNN train iteration | time | peak memory |', '|---|---|---|']
+        for r in report['detector']:
+            lines.append(f"| {r['label']} | {r['ms']:.1f} ms | {r['peak_gib']:.2f} GiB |")
+    return '\n'.join(lines) + '\n'
+
+
+def chart(report, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    cases = [c for c in report['cases'] if 'error' not in c]
+    settings = [s for s in SETTINGS if any(c['setting'] == s for c in cases)]
+    models = [m for m in MODELS if any(c['model'] == m for c in cases)]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    width = 0.8 / max(1, len(models))
+    for ax, key, ylabel in ((axes[0], 'ms', 'time per step (ms, median)'), (axes[1], 'peak_gib', 'peak memory (GiB)')):
+        for i, m in enumerate(models):
+            vals = []
+            for s in settings:
+                c = next((c for c in cases if c['model'] == m and c['setting'] == s), None)
+                vals.append(c[key] if c else 0.0)
+            xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(settings))]
+            bars = ax.bar(xs, vals, width, label=MODEL_LABELS[m])
+            for b, v in zip(bars, vals):
+                if v:
+                    ax.annotate(f'{v:.1f}' if key == 'ms' else f'{v:.2f}', (b.get_x() + b.get_width() / 2, v),
+                                ha='center', va='bottom', fontsize=7)
+        ax.set_xticks(range(len(settings)))
+        ax.set_xticklabels([SETTINGS[s]['label'].replace(' ', '\n', 2) for s in settings], fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis='y', alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Backbones, {report['dtype']} autocast, {report['device']}, torch {report['torch']}, "
+                 f"{report['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_models(names, args, report, device, dtype):
+    for name in names:
+        try:
+            model = build_model(name, device)
+        except Exception as exc:
+            msg = f'{type(exc).__name__}: {exc}'.splitlines()[0][:200]
+            print(f'[skip] {name}: {msg}', flush=True)
+            for s in args.settings.split(','):
+                report['cases'].append(dict(model=name, setting=s, error=msg))
+            continue
+        if getattr(model, 'mmcv_ext_stubbed', False):
+            report['swin_note'] = 'mmcv without compiled ops: stub mmcv._ext (Swin-T uses none)'
+        for s in args.settings.split(','):
+            try:
+                res = run_case(model, s, device, dtype, args.steps, args.warmup, graphed=name.endswith('_graph'))
+            except Exception as exc:
+                traceback.print_exc()
+                res = dict(error=f'{type(exc).__name__}: {exc}'.splitlines()[0][:200])
+                if device.type == 'cuda':
+                    torch.cuda.empty_cache()
+            res.update(model=name, setting=s, label=MODEL_LABELS[name])
+            report['cases'].append(res)
+            if 'error' in res:
+                print(f"[{name:10s}] {s:10s} error: {res['error']}", flush=True)
+            else:
+                print(f"[{name:10s}] {s:10s} {res['ms']:8.2f} ms  {res['peak_gib']:6.2f} GiB", flush=True)
+        del model
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default='work_dirs/benchmark', help='output folder')
+    parser.add_argument('--models', default=','.join(MODELS[:4]))
+    parser.add_argument('--settings', default=','.join(SETTINGS))
+    parser.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'])
+    parser.add_argument('--steps', type=int, default=20)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--no-micro', action='store_true', help='skip the micro-benchmarks and the kernel table')
+    parser.add_argument('--profile', action='store_true', help='also write a kernel profile of the fast path')
+    parser.add_argument('--graphs', action='store_true',
+                        help='add Conv2Former-T fast and ConvNeXt-T replayed from CUDA graphs (GPU time, no host)')
+    parser.add_argument('--launch-overhead', action='store_true', help='host time of one kernel launch')
+    parser.add_argument('--detector', action='store_true', help='Mask R-CNN training iteration instead')
+    parser.add_argument('--device', default='cuda')
+    parser.add_argument('--tiny', action='store_true', help='smoke test: tiny inputs (e.g. on CPU)')
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=torch.float32)[args.dtype]
+    os.makedirs(args.out, exist_ok=True)
+    try:
+        import triton
+        triton_version = triton.__version__
+    except Exception:
+        triton_version = 'n/a'
+    report = dict(device=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
+                  dtype=args.dtype, torch=torch.__version__, triton=triton_version,
+                  date=datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), steps=args.steps, warmup=args.warmup,
+                  cases=[])
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = False
+    suffix = ''
+    micro_size = {}
+    if args.tiny:
+        for cfg in SETTINGS.values():
+            cfg['shape'] = (min(cfg['shape'][0], 2), 3, 64, 96)
+        micro_size = dict(N=1, H=9, W=13, C=16)
+    if args.detector:
+        report['detector'] = detector_benchmark(device, dtype, args.steps, args.warmup,
+                                                image=(128, 160) if args.tiny else (800, 1344))
+        suffix = '_detector'
+    else:
+        run_models(args.models.split(','), args, report, device, dtype)
+        if not args.no_micro:
+            report['micro'] = micro_benchmarks(device, dtype, args.steps, args.warmup, **micro_size)
+            if device.type == 'cuda':
+                report['copy_tbps'] = copy_bandwidth(device)
+            ks = dict(dict(N=2, H=200, W=336, C=72), **micro_size)
+            report['kernel_shape'] = f"N x H x W = {ks['N']}x{ks['H']}x{ks['W']}, C={ks['C']} (4C={4 * ks['C']}), k=11"
+            report['kernels'] = kernel_benchmarks(device, dtype, args.steps, args.warmup, **micro_size)
+        if args.launch_overhead and device.type == 'cuda':
+            report['launch_us'] = launch_overhead(device)
+        if args.profile and device.type == 'cuda':
+            print(profile_fast_step(device, dtype, args.out), flush=True)
+        if args.graphs:  # last: a failed capture can leave the device unusable for what follows
+            run_models(['c2f_fast_graph', 'convnext_t_graph'], args, report, device, dtype)
+    with open(osp.join(args.out, f'benchmark{suffix}.json'), 'w') as f:
+        json.dump(report, f, indent=1)
+    md = markdown(report)
+    with open(osp.join(args.out, f'benchmark{suffix}.md'), 'w') as f:
+        f.write(md)
+    if report['cases']:
+        try:
+            chart(report, osp.join(args.out, f'benchmark{suffix}.png'))
+        except Exception as exc:  # matplotlib missing
+            print(f'no chart: {exc!r}')
+    print(md, flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
