@@ -1,4 +1,4 @@
-from .hooks import FiniteLossHook, NonFiniteLossError
+from .hooks import FiniteLossHook, NonFiniteLossError, RandomStateHook
 from .optimizers import LayerDecayOptimWrapperConstructor
 
-__all__ = ['FiniteLossHook', 'LayerDecayOptimWrapperConstructor', 'NonFiniteLossError']
+__all__ = ['FiniteLossHook', 'LayerDecayOptimWrapperConstructor', 'NonFiniteLossError', 'RandomStateHook']

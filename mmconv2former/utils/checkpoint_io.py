@@ -35,7 +35,10 @@ def _history_buffer_method(owner, name: str):
     """The one `getattr` a Runner checkpoint needs: HistoryBuffer pickles its registered statistics methods as
     `getattr(HistoryBuffer, 'min')`. Anything else (other objects, private names) is refused."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    if owner is not HistoryBuffer or name not in HistoryBuffer._statistics_methods:
+    # `_statistics_methods` is filled lazily (min/max/current/mean on the first HistoryBuffer()), so also accept
+    # any public method defined on the class itself.
+    public_method = not name.startswith('_') and callable(HistoryBuffer.__dict__.get(name))
+    if owner is not HistoryBuffer or not (public_method or name in HistoryBuffer._statistics_methods):
         raise pickle.UnpicklingError(f'Unsupported global: GLOBAL builtins.getattr on {owner!r}.{name} '
                                      '(only HistoryBuffer statistics methods are allowed)')
     return getattr(owner, name)
