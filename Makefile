@@ -18,8 +18,16 @@ test: install lint
 test-all: install lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Set-up plus the main jobs on CPU: stack check, then detection and segmentation quickstarts (train, evaluate, picture).
 demo: install
 	$(PY) tools/misc/check_stack.py
+	$(MAKE) demo-detection demo-segmentation
+
+demo-detection: install
+	PYTHON=$(PY) bash tools/misc/demo_detection.sh
+
+demo-segmentation: install
+	PYTHON=$(PY) bash tools/misc/demo_segmentation.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,6 +5,7 @@
     python tools/analysis_tools/get_flops.py configs/mask_rcnn/X.py --shape 800 1280   # a detector or segmentor
 """
 import argparse
+import functools
 import json
 import logging
 
@@ -31,7 +32,7 @@ def parse_args(argv=None):
 
 
 def build_from_config(path, shape, cfg_options):
-    """The model of an mmdet/mmseg config, and a (inputs, data_samples) batch of the given size."""
+    """The model of an mmdet/mmseg config (in 'tensor' mode) and an input batch of the given size."""
     from mmengine.registry import MODELS, init_default_scope
     cfg = Config.fromfile(path)
     cfg.merge_from_dict(cfg_options)
@@ -48,7 +49,9 @@ def build_from_config(path, shape, cfg_options):
         from mmdet.structures import DetDataSample as DataSample
     else:
         from mmseg.structures import SegDataSample as DataSample
-    return model, shape, (torch.randn(1, 3, *shape), [DataSample(metainfo=meta)])
+    # The jit tracer behind the counter takes tensors only: bind the data samples (as mmdet's get_flops does).
+    model.forward = functools.partial(model.forward, data_samples=[DataSample(metainfo=meta)], mode='tensor')
+    return model, shape, (torch.randn(1, 3, *shape),)
 
 
 def measure(args):

@@ -1,0 +1,3 @@
+_base_ = './cascade-mask-rcnn_conv2former-b_fpn_4conv1fc-giou_ms-crop-3x_coco.py'
+# Mixed precision (fp16 autocast, dynamic loss scale); everything else as the fp32 config.
+optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')

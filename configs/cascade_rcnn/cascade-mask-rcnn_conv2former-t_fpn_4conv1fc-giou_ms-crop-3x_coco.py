@@ -1,0 +1,15 @@
+_base_ = [
+    '../_base_/models/cascade-mask-rcnn_conv2former_fpn.py',
+    '../_base_/datasets/coco-instance_ms-crop.py',
+    '../_base_/schedules/schedule_3x_adamw-ld.py',
+    'mmdet::_base_/default_runtime.py',
+]
+# ImageNet-1k Conv2Former-T, downloaded by hand (see docs/detection.md: which file, where to put it).
+checkpoint_file = 'checkpoints/conv2former-t_in1k.pth.tar'
+model = dict(
+    backbone=dict(
+        arch='tiny',
+        drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)))
+# ConvNeXt's Cascade recipe: twice Mask R-CNN's lr and a stronger layer-wise decay (stem at 0.8**13 = 0.055).
+optim_wrapper = dict(optimizer=dict(lr=2e-4), paramwise_cfg=dict(decay_rate=0.8))

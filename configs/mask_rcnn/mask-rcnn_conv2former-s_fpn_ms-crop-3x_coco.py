@@ -1,0 +1,5 @@
+_base_ = './mask-rcnn_conv2former-t_fpn_ms-crop-3x_coco.py'
+# ImageNet-1k Conv2Former-S, downloaded by hand (see docs/detection.md: which file, where to put it).
+checkpoint_file = 'checkpoints/conv2former-s_in1k.pth.tar'
+model = dict(
+    backbone=dict(arch='small', drop_path_rate=0.6, init_cfg=dict(checkpoint=checkpoint_file)))

@@ -1,0 +1,13 @@
+_base_ = [
+    '../_base_/models/mask-rcnn_conv2former_fpn.py',
+    'mmdet::_base_/datasets/coco_instance.py',
+    '../_base_/schedules/schedule_1x_adamw-ld.py',
+    'mmdet::_base_/default_runtime.py',
+]
+# ImageNet-1k Conv2Former-T, downloaded by hand (see docs/detection.md: which file, where to put it).
+checkpoint_file = 'checkpoints/conv2former-t_in1k.pth.tar'
+model = dict(
+    backbone=dict(
+        arch='tiny',
+        drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)))
