@@ -1,0 +1,1 @@
+"""Synthetic datasets for the quickstarts and tests (made by tools/dataset_converters/)."""
