@@ -9,12 +9,12 @@ Layout (what mmseg's ``ADE20KDataset``/``BaseSegDataset`` read)::
 Label PNGs follow the ADE20K convention: 0 is "unlabelled" (ignored once
 ``reduce_zero_label=True`` maps it to 255) and the classes are 1..K.
 
-The object classes need shape and texture: object colours are random (bright,
-any hue), so *shape* separates a plain circle from a plain rectangle, and
-*texture* separates stripes and checkerboards, whose outlines are random
-polygons and ellipses (a striped disc is "stripes", not "circle"). Sky (a smooth
-blue gradient) and ground (grainy, earth-coloured) differ in texture, colour
-and position; bright colours set objects apart from both, as in real scenes.
+Like real classes, these have typical colours, but colour alone does not solve
+them. Sky is a smooth blue gradient, ground grainy and earth-coloured. Circles
+and rectangles are filled alike (a random bright warm colour), so only *shape*
+tells them apart; stripes and checkerboards are painted alike (a bright cool
+colour and a dark one) inside random polygons and ellipses, so only *texture*
+tells them apart (a striped disc is "stripes", not "circle").
 Each image has its own random generator derived from ``(seed, split, index)``,
 so the first N images are the same whatever the requested count.
 """
@@ -44,12 +44,10 @@ def _smooth_noise(rng, h, w, scale):
     return noise / (noise.std() + 1e-6)
 
 
-def _hsv_colour(rng, hue=(0, 360), sat=(0.6, 1.0), val=(0.6, 1.0), hue_from=None):
-    """A random BGR colour in 0-255 (float32) and its hue, from ranges of hue (degrees),
-    saturation and value (0-1). With ``hue_from``, the hue is at least 45 degrees away from it."""
-    hue = (hue_from + rng.uniform(45, 315)) % 360 if hue_from is not None else rng.uniform(*hue)
-    hsv = np.array([[[hue, rng.uniform(*sat), rng.uniform(*val)]]], np.float32)
-    return 255 * cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0], hue
+def _hsv_colour(rng, hue, sat, val):
+    """A random BGR colour in 0-255 (float32) from ranges of hue (degrees, may wrap), saturation and value (0-1)."""
+    hsv = np.array([[[rng.uniform(*hue) % 360, rng.uniform(*sat), rng.uniform(*val)]]], np.float32)
+    return 255 * cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
 
 
 def _oriented_coords(rng, h, w, period):
@@ -62,18 +60,19 @@ def _oriented_coords(rng, h, w, period):
 
 
 def _two_colour(rng, pattern):
-    """Paint a boolean pattern with two random, clearly different (in hue) bright colours."""
-    a, hue = _hsv_colour(rng)
-    b, _ = _hsv_colour(rng, hue_from=hue)
-    return np.where(pattern[..., None], a, b)
+    """Paint a boolean pattern in a bright cool colour and a dark one."""
+    bright = _hsv_colour(rng, hue=(90, 300), sat=(0.5, 1.0), val=(0.7, 1.0))
+    dark = _hsv_colour(rng, hue=(0, 360), sat=(0.0, 1.0), val=(0.05, 0.3))
+    return np.where(pattern[..., None], bright, dark)
 
 
 def _plain_fill(rng, h, w):
-    """A random bright colour with a gentle shading gradient and fine grain."""
+    """A random bright warm colour with a gentle shading gradient and fine grain."""
     u, _ = _oriented_coords(rng, h, w, period=max(h, w))
     shade = 1.0 + 0.25 * (u - u.mean())
     grain = 6 * _smooth_noise(rng, h, w, 0.7)
-    return _hsv_colour(rng)[0] * shade[..., None] + grain[..., None]
+    warm = _hsv_colour(rng, hue=(-60, 50), sat=(0.5, 1.0), val=(0.7, 1.0))  # magenta to yellow
+    return warm * shade[..., None] + grain[..., None]
 
 
 def _stripes_fill(rng, h, w):
@@ -157,7 +156,7 @@ def render_sample(rng):
     bottom = np.clip(top + rng.uniform(20, 80), 0, 255)
     t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     sky = (1 - t) * top + t * bottom + 3 * _smooth_noise(rng, h, w, 8)[..., None]
-    earth, _ = _hsv_colour(rng, hue=(15, 90), sat=(0.25, 0.7), val=(0.25, 0.6))  # browns to greens
+    earth = _hsv_colour(rng, hue=(20, 100), sat=(0.2, 0.6), val=(0.25, 0.55))  # browns to greens
     ground = earth + 35 * _smooth_noise(rng, h, w, 1.0)[..., None]
     image = np.where(is_sky[..., None], sky, ground)
 
