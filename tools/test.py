@@ -10,7 +10,7 @@ import argparse
 
 from mmengine.config import ConfigDict
 
-from mmconv2former.apis.runner import build_runner, config_scope, load_config, parse_args
+from mmconv2former.apis.runner import build_runner, check_dataset_paths, config_scope, load_config, parse_args, run_tool
 
 
 def parse_test_args(argv=None):
@@ -75,6 +75,7 @@ def main(argv=None):
     args = parse_test_args(argv)
     cfg = load_config(args)
     apply_test_args(cfg, args)
+    check_dataset_paths(cfg, 'test')  # before the model is built and the checkpoint is loaded
     runner = build_runner(cfg, progress=not args.no_progress)
     if args.out and config_scope(cfg) == 'mmdet':
         from mmdet.evaluation import DumpDetResults
@@ -83,4 +84,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -9,7 +9,7 @@ import logging
 
 from mmengine.logging import print_log
 
-from mmconv2former.apis.runner import build_runner, load_config, parse_args
+from mmconv2former.apis.runner import build_runner, check_dataset_paths, load_config, parse_args, run_tool
 
 
 def parse_train_args(argv=None):
@@ -52,8 +52,9 @@ def main(argv=None):
     args = parse_train_args(argv)
     cfg = load_config(args)
     apply_train_args(cfg, args)
+    check_dataset_paths(cfg, 'train')  # before the model is built and weights are loaded
     build_runner(cfg, progress=not args.no_progress).train()
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -8,13 +8,36 @@ import argparse
 import importlib
 import os
 import os.path as osp
+import sys
+from typing import Callable, Iterator, List, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
+from mmengine.fileio import join_path
 from mmengine.runner import Runner
+from mmengine.utils import is_abs
 
+from ..engine.hooks import NonFiniteLossError
+from ..models.checkpoint import CheckpointMismatchError
+from ..utils.checkpoint_io import CorruptCheckpointError, UntrustedCheckpointError
 from .progress import ProgressBarHook
 
 SCOPES = {'mmdet': 'MMDetection', 'mmseg': 'MMSegmentation'}
+# How to make each library's data: the synthetic quickstart datasets, and where the real ones go.
+DATASET_HINTS = {
+    'mmdet': 'for the detection quickstart `python tools/dataset_converters/make_synthetic_coco.py --out '
+             'data/synthetic_coco`; COCO 2017 unzipped into data/coco/{annotations,train2017,val2017} (mmdet layout)',
+    'mmseg': 'for the segmentation quickstart `python tools/dataset_converters/make_synthetic_ade.py --out '
+             'data/synthetic_ade`; ADE20K as docs/segmentation.md says',
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset path of the config (data_root, ann_file, data_prefix, an evaluator's ann_file) does not exist."""
+
+
+# Errors whose message says what is wrong and what to do: the tools print it alone, without a stack trace.
+CLEAR_ERRORS = (DatasetNotFoundError, CheckpointMismatchError, UntrustedCheckpointError, CorruptCheckpointError,
+                NonFiniteLossError)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
@@ -71,3 +94,94 @@ def build_runner(cfg: Config, progress: bool = True) -> Runner:
     if progress:
         runner.register_hook(ProgressBarHook())
     return runner
+
+
+def _local(path: str) -> bool:
+    """Only local paths are checked: a URL or an object-store path would need its backend (and credentials)."""
+    return not (is_abs(path) and '://' in path)
+
+
+def _dataset_cfgs(dataset, field: str) -> Iterator[Tuple[str, dict]]:
+    """A dataset cfg and those it wraps (RepeatDataset/ClassBalancedDataset `dataset`, ConcatDataset `datasets`),
+    each with its field name in the config."""
+    if not isinstance(dataset, dict):  # an already built dataset: nothing to read off
+        return
+    yield field, dataset
+    if isinstance(dataset.get('dataset'), dict):
+        yield from _dataset_cfgs(dataset['dataset'], f'{field}.dataset')
+    for i, inner in enumerate(dataset.get('datasets') or []):
+        yield from _dataset_cfgs(inner, f'{field}.datasets[{i}]')
+
+
+def _missing_dataset_paths(dataset: dict, field: str) -> List[str]:
+    """One line per path of `dataset` that does not exist, joined with data_root the way mmengine's BaseDataset
+    does (`_join_prefix`); a missing data_root is reported alone, as everything under it is missing too."""
+    backend = (dataset.get('backend_args') or {}).get('backend', 'local')
+    data_root = dataset.get('data_root')
+    if backend != 'local' or (data_root and not _local(data_root)):
+        return []
+    if data_root and not osp.isdir(data_root):
+        return [f'{field}.data_root: {data_root!r} does not exist.']
+    paths = [('ann_file', dataset.get('ann_file'))]
+    paths += [(f'data_prefix.{key}', value) for key, value in (dataset.get('data_prefix') or {}).items()]
+    missing = []
+    for key, path in paths:
+        # Empty: the dataset lists data_root itself (mmseg's default ann_file='', mmdet's data_prefix img='').
+        if not isinstance(path, str) or not path or not _local(path):
+            continue
+        full = join_path(data_root, path) if data_root and not is_abs(path) else path
+        if not osp.exists(full):
+            root = f' (data_root={data_root!r})' if data_root and full != path else ''
+            missing.append(f'{field}.{key}: {full!r} does not exist{root}.')
+    return missing
+
+
+def _missing_evaluator_paths(evaluator, field: str) -> List[str]:
+    """An evaluator's ground-truth file (CocoMetric's ann_file), which it reads when the loop is built."""
+    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+    missing = []
+    for i, metric in enumerate(metrics):
+        path = metric.get('ann_file') if isinstance(metric, dict) else None
+        name = field if len(metrics) == 1 else f'{field}[{i}]'
+        if isinstance(path, str) and path and _local(path) and not osp.exists(path):
+            missing.append(f'{name}.ann_file: {path!r} does not exist.')
+    return missing
+
+
+def used_dataloaders(cfg: Config, mode: str) -> Sequence[str]:
+    """The dataloaders a run reads: training reads train (and val if the config validates), testing reads test."""
+    if mode not in ('train', 'test'):
+        raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
+    if mode == 'test':
+        return ('test_dataloader',)
+    # mmengine builds a validation loop only if val_cfg is set (it then also needs val_dataloader/val_evaluator).
+    return ('train_dataloader', 'val_dataloader') if cfg.get('val_cfg') else ('train_dataloader',)
+
+
+def check_dataset_paths(cfg: Config, mode: str) -> None:
+    """Raise DatasetNotFoundError naming every missing dataset path of the run, before the model is built: a
+    wrong data_root otherwise surfaces only after model building and weight loading, deep inside the dataset."""
+    missing, options = [], []
+    for loader in used_dataloaders(cfg, mode):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        for field, inner in _dataset_cfgs(dataset, f'{loader}.dataset'):
+            missing += _missing_dataset_paths(inner, field)
+        options.append(f'{loader}.dataset.data_root=PATH')
+        evaluator = loader.replace('_dataloader', '_evaluator')
+        if cfg.get(evaluator):
+            found = _missing_evaluator_paths(cfg[evaluator], evaluator)
+            missing += found
+            options += [f'{evaluator}.ann_file=PATH'] if found else []
+    if missing:
+        hint = DATASET_HINTS[config_scope(cfg)]
+        raise DatasetNotFoundError('\n'.join(missing) + f'\nMake the dataset first: {hint}. Or point the config '
+                                   f'at yours: --cfg-options {" ".join(options)}')
+
+
+def run_tool(main: Callable[[], None]) -> None:
+    """Run a tool's `main`; one of CLEAR_ERRORS ends it with its message and exit status 1, no stack trace (the
+    message says all). Other errors keep their traceback: they are bugs or problems we do not diagnose."""
+    try:
+        main()
+    except CLEAR_ERRORS as error:
+        sys.exit(f'{type(error).__name__}: {error}')
