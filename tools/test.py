@@ -41,8 +41,9 @@ def enable_visualization(cfg, args, scope):
         # visualizer's backend.
         if scope == 'mmdet':
             hook.test_out_dir = args.show_dir
-        else:
+        else:  # mmseg's hook draws every `interval`-th batch, also when testing: here every one
             cfg.visualizer.save_dir = args.show_dir
+            hook.interval = 1
 
 
 def enable_tta(cfg):

@@ -19,7 +19,9 @@ Each image has its own random generator derived from ``(seed, split, index)``,
 so the first N images are the same whatever the requested count.
 """
 import json
+import multiprocessing
 import shutil
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -32,7 +34,7 @@ PALETTE = [[6, 230, 230], [120, 120, 70], [255, 51, 7], [204, 5, 255],
 SPLITS = ('training', 'validation')
 MANIFEST = 'synthetic_ade.json'
 # Bump when the drawing changes, so that folders made by an older version are regenerated.
-VERSION = 1
+VERSION = 2  # bump when images change: an existing folder of another version is regenerated
 # Label values written to the PNGs (ADE convention: class i is stored as i + 1).
 SKY, GROUND, CIRCLE, RECTANGLE, STRIPES, CHECKERBOARD = range(1, len(CLASSES) + 1)
 UNLABELLED = 0
@@ -75,13 +77,14 @@ def _plain_fill(rng, h, w):
     return warm * shade[..., None] + grain[..., None]
 
 
+# Pattern periods of 10-20 px survive the pipeline's down-scaling (to ~0.5x) and JPEG.
 def _stripes_fill(rng, h, w):
-    u, _ = _oriented_coords(rng, h, w, period=rng.uniform(8, 16))
+    u, _ = _oriented_coords(rng, h, w, period=rng.uniform(10, 20))
     return _two_colour(rng, (u % 1.0) < 0.5)
 
 
 def _checker_fill(rng, h, w):
-    u, v = _oriented_coords(rng, h, w, period=rng.uniform(6, 12))
+    u, v = _oriented_coords(rng, h, w, period=rng.uniform(10, 20))
     return _two_colour(rng, (np.floor(u) + np.floor(v)) % 2 == 0)
 
 
@@ -89,16 +92,19 @@ def _clutter_fill(rng, h, w):
     return rng.uniform(0, 255, size=(h, w, 3)).astype(np.float32)
 
 
+# Circles and rectangles lie wholly inside the image: one cut by the border would show straight edges, the cue
+# that tells rectangles apart.
 def _circle_mask(rng, h, w):
     mask = np.zeros((h, w), np.uint8)
     r = int(rng.uniform(12, 0.25 * min(h, w)))
-    centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+    centre = (int(rng.integers(r, w - r)), int(rng.integers(r, h - r)))
     return cv2.circle(mask, centre, r, 1, thickness=-1).astype(bool)
 
 
 def _rotated_box(rng, h, w):
     size = rng.uniform(20, 0.45 * min(h, w), size=2)
-    centre = (float(rng.uniform(0, w)), float(rng.uniform(0, h)))
+    reach = 0.5 * float(np.hypot(*size))  # half the diagonal: the box stays inside at any angle
+    centre = (float(rng.uniform(reach, w - reach)), float(rng.uniform(reach, h - reach)))
     return cv2.boxPoints((centre, tuple(size), float(rng.uniform(0, 180))))
 
 
@@ -180,7 +186,15 @@ def image_rng(seed, split, index):
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
 
-def generate_synthetic_ade(out_dir, num_train, num_val, seed=0, progress=True):
+def _write_sample(out_dir, seed, job):
+    split, i = job
+    image, label = render_sample(image_rng(seed, split, i))
+    stem = f'synthetic_{split}_{i:05d}'
+    cv2.imwrite(str(out_dir / 'images' / split / f'{stem}.jpg'), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    cv2.imwrite(str(out_dir / 'annotations' / split / f'{stem}.png'), label)
+
+
+def generate_synthetic_ade(out_dir, num_train, num_val, seed=0, progress=True, workers=1):
     """Write the dataset under ``out_dir`` (see the module docstring).
 
     A folder already holding the same dataset (same manifest) is left as is; one
@@ -212,12 +226,14 @@ def generate_synthetic_ade(out_dir, num_train, num_val, seed=0, progress=True):
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     jobs = [(split, i) for split, n in zip(SPLITS, (num_train, num_val)) for i in range(n)]
-    for split, i in tqdm(jobs, desc=f'synthetic ADE20K -> {out_dir}', unit='img',
-                         disable=not progress):
-        image, label = render_sample(image_rng(seed, split, i))
-        stem = f'synthetic_{split}_{i:05d}'
-        cv2.imwrite(str(out_dir / 'images' / split / f'{stem}.jpg'), image,
-                    [cv2.IMWRITE_JPEG_QUALITY, 92])
-        cv2.imwrite(str(out_dir / 'annotations' / split / f'{stem}.png'), label)
+    write = partial(_write_sample, out_dir, seed)
+    bar = partial(tqdm, total=len(jobs), desc=f'synthetic ADE20K -> {out_dir}', unit='img', disable=not progress)
+    if workers > 1:  # every image has its own generator: the files are the same whatever the number of workers
+        with multiprocessing.get_context('spawn').Pool(workers) as pool:
+            for _ in bar(pool.imap_unordered(write, jobs, chunksize=16)):
+                pass
+    else:
+        for job in bar(jobs):
+            write(job)
     manifest_path.write_text(json.dumps(manifest, indent=2) + '\n')
     return True

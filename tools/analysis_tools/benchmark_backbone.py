@@ -278,9 +278,14 @@ def micro_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11
 
 
 def kernel_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11):
-    """Each Triton kernel of the block alone at one stage size, with bytes / FLOPs and the floor they imply."""
+    """Each Triton kernel of the block alone at one stage size, with bytes / FLOPs and the floor they imply. The
+    depthwise kernels are timed in both implementations (v3: the default, register row reuse; v2: the previous
+    one), each with its own channel-blocked layout."""
+    from mmconv2former.models.backbones.conv2former import Block
+    from mmconv2former.ops import fast_block as fb
     from mmconv2former.ops.kernels import dwconv as dk
     from mmconv2former.ops.kernels import layernorm as lk
+    from mmconv2former.ops.kernels import weights as wk
     torch.manual_seed(0)
     M, C4, e = N * H * W, 4 * C, torch.finfo(dtype).bits // 8
     shape = (N, H, W)
@@ -293,11 +298,6 @@ def kernel_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=1
     wtf, wt3f = wt.flip(0), wt3.flip(0)
     x32, r1, g32 = r(M, C, dt=torch.float32), r(M, C), r(M, C, dt=torch.float32)
     lnw, lnb = r(C, dt=torch.float32), r(C, dt=torch.float32)
-    bl, bl3 = dk.block_width(C, K), dk.block_width(C4, 3)
-    g = dk.gelu_blocked(av, C, bl)
-    gb = dk.gelu_blocked(h0, C4, bl3)
-    o1, o2, o3 = torch.empty_like(dm), torch.empty_like(av), torch.empty_like(g)
-    ob1, ob2 = torch.empty_like(h0), torch.empty_like(gb)
     acc = torch.zeros(4 * C4 + C4 * 9 + 4 * C + C * K * K, device=device)
     s1, s2, s3, s4 = acc[:C], acc[C:2 * C], acc[2 * C:3 * C], acc[3 * C:4 * C]
     dwk, dw3 = acc[4 * C:4 * C + C * K * K], acc[4 * C + C * K * K:4 * C + C * K * K + 9 * C4]
@@ -305,40 +305,105 @@ def kernel_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=1
     stats[1] = 1
     MC, MC4 = M * C, M * C4
     kk, k3 = K * K, 9
-    cases = [
-        ('GELU -> blocked (a)', lambda: dk.gelu_blocked(av, C, bl), 2 * MC * e, 0),
-        (f'(a) fwd DW{K}', lambda: dk._launch_conv(dk.MODE_A_FWD, g, wt, bdw, shape, C, K, x1=av[:, C:], o1=o1),
-         3 * MC * e, 2 * kk * MC),
-        (f'(a) bwd recompute DW{K}', lambda: dk._launch_conv(dk.MODE_A_BWD, g, wt, bdw, shape, C, K, x1=av[:, C:],
-                                                             x2=dm, o1=o1, o2=o2[:, C:], o3=o3, p1=s1, p2=s2),
-         6 * MC * e, 2 * kk * MC),
-        (f'(a) bwd dgrad DW{K}', lambda: dk._launch_conv(dk.MODE_A_DGRAD, o3, wtf, bdw, shape, C, K, x1=av, o1=o2,
-                                                         p1=s3), 3 * MC * e, 2 * kk * MC),
-        (f'(a) bwd wgrad DW{K}', lambda: dk.dw_wgrad(g, o3, shape, C, K, dwk), 2 * MC * e, 2 * kk * MC),
-        ('GELU -> blocked (b)', lambda: dk.gelu_blocked(h0, C4, bl3), 2 * MC4 * e, 0),
-        ('(b) fwd DW3', lambda: dk._launch_conv(dk.MODE_B_FWD, gb, wt3, bpos, shape, C4, 3, o1=ob1), 2 * MC4 * e,
-         2 * k3 * MC4),
-        ('(b) bwd recompute DW3', lambda: dk._launch_conv(dk.MODE_B_BWD, gb, wt3, bpos, shape, C4, 3, x1=dh, o1=ob1,
-                                                          o2=ob2, p1=s4), 4 * MC4 * e, 2 * k3 * MC4),
-        ('(b) bwd dgrad DW3', lambda: dk._launch_conv(dk.MODE_B_DGRAD, ob2, wt3f, bpos, shape, C4, 3, x1=dh, x2=h0,
-                                                      o1=ob1, p1=s4), 4 * MC4 * e, 2 * k3 * MC4),
-        ('(b) bwd wgrad DW3', lambda: dk.dw_wgrad(gb, ob2, shape, C4, 3, dw3), 2 * MC4 * e, 2 * k3 * MC4),
-        ('LayerNorm fwd (fp32 in)', lambda: lk.layer_norm(x32, lnw, lnb, 1e-6, dtype), MC * (4 + e), 0),
-        ('residual + LayerNorm fwd', lambda: lk.layer_norm(x32, lnw, lnb, 1e-6, dtype, res=r1, hw=H * W,
-                                                            res_out_dtype=torch.float32), MC * (4 + e + 4 + e), 0),
-        ('residual add', lambda: lk.residual_add(x32, r1, None, H * W, torch.float32), MC * (4 + e + 4), 0),
-        ('LayerNorm bwd (+ residual grad, cast)', lambda: lk.layer_norm_bwd(
+    o1 = torch.empty_like(dm)
+    o2 = torch.empty_like(av)
+    ob1 = torch.empty_like(h0)
+    block = Block(C, K).to(device)
+    params = fb._block_params(block)
+    wbytes = sum(p.numel() for p in params) * 4 + (11 * C * C + 8 * C) * e + (K * K + 41) * C * 4
+    cases = [('weights prep (one launch per block)', None, lambda: wk.prepare_block_weights(params, dtype), wbytes,
+              0)]
+    saved = dict(dk.IMPL)
+    for impl in ('v3', 'v2'):
+        dk.IMPL.update(large=impl, small=impl)
+        bl, bl3 = dk.block_width(C, K), dk.block_width(C4, 3)
+        g = dk.gelu_blocked(av, C, bl)
+        gb = dk.gelu_blocked(h0, C4, bl3)
+        o3, ob2 = torch.empty_like(g), torch.empty_like(gb)
+        # v2 gets its taps pre-flipped (as it was timed before); v3 flips the tap index in the kernel
+        fa, fb3, fl = (wtf, wt3f, False) if impl == 'v2' else (wt, wt3, True)
+        cases += [
+            (f'GELU -> blocked (a) [{impl}]', impl, lambda av=av, bl=bl: dk.gelu_blocked(av, C, bl), 2 * MC * e, 0),
+            (f'(a) fwd DW{K} [{impl}]', impl, lambda g=g: dk._launch_conv(dk.MODE_A_FWD, g, wt, bdw, shape, C, K,
+                                                                         x1=av[:, C:], o1=o1), 3 * MC * e,
+             2 * kk * MC),
+            (f'(a) bwd recompute DW{K} [{impl}]', impl, lambda g=g, o3=o3: dk._launch_conv(
+                dk.MODE_A_BWD, g, wt, bdw, shape, C, K, x1=av[:, C:], x2=dm, o1=o1, o2=o2[:, C:], o3=o3, p1=s1,
+                p2=s2), 6 * MC * e, 2 * kk * MC),
+            (f'(a) bwd dgrad DW{K} [{impl}]', impl, lambda o3=o3, fa=fa, fl=fl: dk._launch_conv(
+                dk.MODE_A_DGRAD, o3, fa, bdw, shape, C, K, x1=av, o1=o2, p1=s3, flip=fl), 3 * MC * e, 2 * kk * MC),
+            (f'(a) bwd wgrad DW{K} [{impl}]', impl, lambda g=g, o3=o3: dk.dw_wgrad(g, o3, shape, C, K, dwk),
+             2 * MC * e, 2 * kk * MC),
+            (f'GELU -> blocked (b) [{impl}]', impl, lambda bl3=bl3: dk.gelu_blocked(h0, C4, bl3), 2 * MC4 * e, 0),
+            (f'(b) fwd DW3 [{impl}]', impl, lambda gb=gb: dk._launch_conv(dk.MODE_B_FWD, gb, wt3, bpos, shape, C4, 3,
+                                                                         o1=ob1), 2 * MC4 * e, 2 * k3 * MC4),
+            (f'(b) bwd recompute DW3 [{impl}]', impl, lambda gb=gb, ob2=ob2: dk._launch_conv(
+                dk.MODE_B_BWD, gb, wt3, bpos, shape, C4, 3, x1=dh, o1=ob1, o2=ob2, p1=s4), 4 * MC4 * e,
+             2 * k3 * MC4),
+            (f'(b) bwd dgrad DW3 [{impl}]', impl, lambda ob2=ob2, fb3=fb3, fl=fl: dk._launch_conv(
+                dk.MODE_B_DGRAD, ob2, fb3, bpos, shape, C4, 3, x1=dh, x2=h0, o1=ob1, p1=s4, flip=fl), 4 * MC4 * e,
+             2 * k3 * MC4),
+            (f'(b) bwd wgrad DW3 [{impl}]', impl, lambda gb=gb, ob2=ob2: dk.dw_wgrad(gb, ob2, shape, C4, 3, dw3),
+             2 * MC4 * e, 2 * k3 * MC4),
+        ]
+    dk.IMPL.update(saved)
+    cases += [
+        ('LayerNorm fwd (fp32 in)', None, lambda: lk.layer_norm(x32, lnw, lnb, 1e-6, dtype), MC * (4 + e), 0),
+        ('residual + LayerNorm fwd', None, lambda: lk.layer_norm(x32, lnw, lnb, 1e-6, dtype, res=r1, hw=H * W,
+                                                                  res_out_dtype=torch.float32),
+         MC * (4 + e + 4 + e), 0),
+        ('residual add', None, lambda: lk.residual_add(x32, r1, None, H * W, torch.float32), MC * (4 + e + 4), 0),
+        ('LayerNorm bwd (+ residual grad, cast)', None, lambda: lk.layer_norm_bwd(
             x32, stats[0], stats[1], lnw, r1, s1, s2, dres=g32, dx_dtype=torch.float32, ds_dtype=dtype,
             ds_colsum=s3), MC * (4 + e + 4 + 4 + e), 0),
     ]
     out = []
-    for name, fn, nbytes, flops in cases:
-        ms = _bench(fn, device, steps, warmup)
-        floor_ms = max(nbytes / HBM_BYTES_PER_S, flops / FP32_FLOPS) * 1e3
-        out.append(dict(kernel=name, ms=ms, bytes=nbytes, flops=flops, floor_ms=floor_ms,
-                        bound='memory' if nbytes / HBM_BYTES_PER_S >= flops / FP32_FLOPS else 'FMA',
-                        gbps=nbytes / ms / 1e6, x_floor=ms / floor_ms))
+    try:
+        for name, impl, fn, nbytes, flops in cases:
+            if impl:
+                dk.IMPL.update(large=impl, small=impl)
+            ms = _bench(fn, device, steps, warmup)
+            dk.IMPL.update(saved)
+            floor_ms = max(nbytes / HBM_BYTES_PER_S, flops / FP32_FLOPS) * 1e3
+            out.append(dict(kernel=name, ms=ms, bytes=nbytes, flops=flops, floor_ms=floor_ms,
+                            bound='memory' if nbytes / HBM_BYTES_PER_S >= flops / FP32_FLOPS else 'FMA',
+                            gbps=nbytes / ms / 1e6, x_floor=ms / floor_ms))
+    finally:
+        dk.IMPL.update(saved)
     return out
+
+
+def host_time_per_block(device, dtype, C=72, K=11, n=50):
+    """Host (enqueue) time of one block's forward + backward: a tiny input (1x8x8), so the GPU work is negligible
+    and the wall time of a synchronized step is the host time. Fast path vs the reference module."""
+    from mmconv2former.models.backbones.conv2former import Block
+    from mmconv2former.ops import fast_block as fb
+    block = Block(C, K).to(device)
+    x_cl = torch.randn(1, 8, 8, C, device=device, requires_grad=True)
+    x_cf = x_cl.detach().permute(0, 3, 1, 2).contiguous().requires_grad_()
+
+    def step(fast):
+        def run():
+            for p in block.parameters():
+                p.grad = None
+            with torch.autocast(device.type, dtype=dtype):
+                y = fb.block_forward_channels_last(block, x_cl) if fast else block(x_cf)
+            y.float().sum().backward()
+        return run
+    res = {}
+    for name, fast in (('fast', True), ('reference', False)):
+        run = step(fast)
+        for _ in range(5):
+            run()
+        _sync(device)
+        ts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            run()
+            _sync(device)
+            ts.append((time.perf_counter() - t0) * 1e6)
+        res[name] = statistics.median(ts)
+    return res
 
 
 def launch_overhead(device, n=2000):
@@ -503,6 +568,11 @@ def _markdown_rest(report, lines):
         lines += ['', '| one launch, host time | us |', '|---|---|']
         for k, v in report['launch_us'].items():
             lines.append(f'| {k} | {v:.1f} |')
+    if report.get('host_us_per_block'):
+        lines += ['', '| host time of one block fwd+bwd (1x8x8x72, k=11, wall of a synchronized step) | us |',
+                  '|---|---|']
+        for k, v in report['host_us_per_block'].items():
+            lines.append(f'| {k} | {v:.0f} |')
     if report.get('micro'):
         lines += ['', '| micro-benchmark (fwd+bwd) | fast | reference | speedup |', '|---|---|---|---|']
         for r in report['micro']:
@@ -628,6 +698,9 @@ def main():
             cfg['shape'] = (min(cfg['shape'][0], 2), 3, 64, 96)
         micro_size = dict(N=1, H=9, W=13, C=16)
     if args.detector:
+        if dtype == torch.bfloat16:  # mmcv 2.1's RoIAlign has no bf16 CUDA kernel; mmdet's AMP is fp16 anyway
+            dtype, report['dtype'] = torch.float16, 'fp16'
+            print('[detector] fp16 autocast (mmcv RoIAlign has no bf16 kernel; mmdet AmpOptimWrapper uses fp16)')
         report['detector'] = detector_benchmark(device, dtype, args.steps, args.warmup,
                                                 image=(128, 160) if args.tiny else (800, 1344))
         suffix = '_detector'
@@ -642,6 +715,7 @@ def main():
             report['kernels'] = kernel_benchmarks(device, dtype, args.steps, args.warmup, **micro_size)
         if args.launch_overhead and device.type == 'cuda':
             report['launch_us'] = launch_overhead(device)
+            report['host_us_per_block'] = host_time_per_block(device, dtype)
         if args.profile and device.type == 'cuda':
             print(profile_fast_step(device, dtype, args.out), flush=True)
         if args.graphs:  # last: a failed capture can leave the device unusable for what follows

@@ -16,12 +16,14 @@ def parse_args():
     parser.add_argument('--num-train', type=int, default=400, help='training images')
     parser.add_argument('--num-val', type=int, default=50, help='validation images')
     parser.add_argument('--seed', type=int, default=0, help='random seed (same seed, same files)')
+    parser.add_argument('--workers', type=int, default=1, help='processes drawing images (same files for any number)')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    written = generate_synthetic_ade(args.out, args.num_train, args.num_val, seed=args.seed)
+    written = generate_synthetic_ade(args.out, args.num_train, args.num_val, seed=args.seed,
+                                     workers=args.workers)
     state = 'written' if written else 'already up to date'
     print(f'{args.out} ({state}): {args.num_train} training / {args.num_val} validation images, '
           f'classes 1..{len(CLASSES)} = {", ".join(CLASSES)} (0 = unlabelled)')

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
-from mmengine.logging import MMLogger
+from mmengine.logging import MMLogger, print_log
 from mmengine.model import BaseModule
 from timm.layers import DropPath
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -217,9 +217,9 @@ class Conv2Former(Conv2FormerBody, BaseModule):
         norm_eval: keep the stem's BatchNorms in eval mode while training (small per-GPU batches).
         norm_cfg: norm of the stem (BN; SyncBN for multi-GPU).
         with_cp: activation checkpointing per block (saves memory, costs a recompute).
-        fast_path: False (default: PyTorch ops), True (fused Triton kernels on CUDA inputs, required), 'auto' (the
-            kernels on CUDA when Triton works). The kernels use 2.35x less training memory but are not faster than
-            PyTorch in eager training yet (docs/performance.md), hence off by default. CPU always uses PyTorch.
+        fast_path: 'auto' (default: the fused Triton kernels on CUDA inputs when Triton works, else PyTorch ops),
+            True (the kernels, required on CUDA) or False (PyTorch ops). Same parameters and numerics; on the H100
+            the kernels train 1.7x faster with 2.4x less memory (docs/performance.md). CPU always uses PyTorch.
         init_cfg: None (train from scratch) or dict(type='Pretrained', checkpoint=PATH, checkpoint_key='state_dict'
             or 'state_dict_ema', prefix=None). Loading is strict for the body: see `..checkpoint`.
     """
@@ -234,7 +234,7 @@ class Conv2Former(Conv2FormerBody, BaseModule):
                  norm_eval: bool = False,
                  norm_cfg: Optional[dict] = None,
                  with_cp: bool = False,
-                 fast_path: Union[str, bool] = False,
+                 fast_path: Union[str, bool] = 'auto',
                  init_cfg: Optional[dict] = None):
         super().__init__(arch, in_channels, drop_path_rate, layer_scale_init_value, norm_cfg, init_cfg=init_cfg)
         self.arch_name = arch if isinstance(arch, str) else None
@@ -248,6 +248,7 @@ class Conv2Former(Conv2FormerBody, BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.fast_path = fast_path
+        self._logged_path = None  # (fast?, device) last announced in the log
         self.num_stages_run = max(self.out_indices) + 1
         for i in self.out_indices:
             self.add_module(f'norm{i}', LayerNorm2d(self.dims[i]))
@@ -324,6 +325,10 @@ class Conv2Former(Conv2FormerBody, BaseModule):
         if self.fast_path is True and not available:
             raise RuntimeError('Conv2Former: fast_path=True but the Triton kernels are not available '
                                '(is triton installed?); use fast_path="auto" or False.')
+        if self._logged_path != (available, x.device) and not torch.compiler.is_compiling():
+            self._logged_path = (available, x.device)
+            print_log(f'Conv2Former: {"fused Triton fast path" if available else "PyTorch reference path"} on '
+                      f'{x.device}', logger='current')
         return available
 
     def _run_blocks(self, stage: nn.Sequential, x: torch.Tensor, fast: bool) -> torch.Tensor:

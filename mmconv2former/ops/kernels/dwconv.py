@@ -17,7 +17,21 @@ The backward recomputes the conv output from the saved pre-GELU input instead of
                       dh0 = (dh + conv_flipped(ds)) * GELU'(h0)                    (MODE 5)
                       dW from (g, ds) as above.
 Bias gradients (column sums) and weight gradients are accumulated with fp32 atomics into zeroed buffers.
+
+Two implementations of the convolutions (`IMPL`, per kernel size class 'large' (k > 3) and 'small' (k = 3); the
+environment variable `MMCONV2FORMER_DW_IMPL` overrides it, e.g. `v2`, `v3` or `large=v3,small=v2`):
+- v2 (`_dwconv_kernel`, `_dw_wgrad_kernel`): a 2D pixel tile per program, one masked L1 load per pixel and tap.
+- v3 (`_dwc_kernel`, `_dwc_wgrad_kernel`): register row reuse. A program owns TH output rows x TW pixels x BC
+  channels (one pixel's BC channels per thread, TH accumulators per thread). For each kernel column j it loads the
+  TH + k - 1 input rows shifted by j once each and adds every loaded row into all the output rows it touches
+  (up to k of them), so an input value is loaded (TH + k - 1) / TH times per kernel column instead of k times;
+  the k taps of column j are loaded once per program. The weight gradient does the same with the roles of the
+  accumulators swapped (one kernel column j per program, k accumulators, a reduction over the pixels at the end).
+  Programs walk the channel blocks fastest, so the row-major (M, C) rows read and written by the epilogues are
+  used whole while in L2. The flipped taps of the transposed convolution are indexed in the kernel.
 """
+import os
+
 import torch
 
 from .launch import FastLauncher
@@ -45,17 +59,18 @@ if HAS_TRITON:
         return cdf + x * tl.exp(-0.5 * x * x) * 0.3989422804014327
 
     @triton.jit(do_not_specialize=['s_x', 'M'])
-    def _gelu_blocked_kernel(X, s_x, Y, M, BM: tl.constexpr, BL: tl.constexpr, VEC: tl.constexpr):
-        """Y (C/BL, M, BL) = GELU(X[:, :C]) for row-major X of row stride s_x."""
-        pid_c = tl.program_id(1)
+    def _gelu_blocked_kernel(X, s_x, Y, M, C: tl.constexpr, BM: tl.constexpr, BCOL: tl.constexpr,
+                             BL: tl.constexpr, VEC: tl.constexpr):
+        """Y (C/BL, M, BL) = GELU(X[:, :C]) for row-major X of row stride s_x; a program reads BCOL columns of BM
+        rows (whole 32-byte sectors) and writes them into their BCOL / BL channel blocks."""
         rows = tl.program_id(0) * BM + tl.arange(0, BM)
-        lane = tl.arange(0, BL)
-        rmask = (rows < M)[:, None]
+        cols = tl.program_id(1) * BCOL + tl.arange(0, BCOL)
+        msk = (rows < M)[:, None] & (cols < C)[None, :]
         r64 = rows.to(tl.int64)
-        x = tl.load(X + tl.multiple_of(r64 * s_x, VEC)[:, None] + (pid_c * BL + lane)[None, :], mask=rmask, other=0.0)
+        x = tl.load(X + tl.multiple_of(r64 * s_x, VEC)[:, None] + cols[None, :], mask=msk, other=0.0)
         y = _gelu(x.to(tl.float32))
-        blk = pid_c.to(tl.int64) * M * BL
-        tl.store(Y + blk + (r64 * BL)[:, None] + lane[None, :], y.to(Y.dtype.element_ty), mask=rmask)
+        off = (cols // BL).to(tl.int64)[None, :] * M * BL + (r64 * BL)[:, None] + (cols % BL)[None, :]
+        tl.store(Y + off, y.to(Y.dtype.element_ty), mask=msk)
 
     @triton.jit(do_not_specialize=['s_x1', 's_x2', 's_o1', 's_o2', 's_o3', 'M', 'H', 'W', 'C', 'tiles_w',
                                    'tiles_img'])
@@ -183,7 +198,175 @@ if HAS_TRITON:
         part = tl.sum(acc, axis=0)
         tl.atomic_add(DW + c[None, :] * (K * K) + i * K + j[:, None], part, mask=(j[:, None] < K))
 
+    @triton.jit
+    def _tset(t, i: tl.constexpr, v):
+        """The tuple t with element i replaced by v (register accumulators indexed at compile time)."""
+        return t[:i] + (v,) + t[i + 1:]
+
+    @triton.jit
+    def _tap(i, j, K: tl.constexpr, FLIP: tl.constexpr):
+        if FLIP:
+            return (K - 1 - i) * K + (K - 1 - j)
+        else:
+            return i * K + j
+
+    @triton.jit(do_not_specialize=['s_x1', 's_x2', 's_o1', 's_o2', 'M', 'H', 'W', 'C', 'tiles_w', 'tiles_h', 'n_cb'])
+    def _dwc_kernel(IN, WT, BIAS,
+                    X1, s_x1, X2, s_x2,
+                    O1, s_o1, O2, s_o2, O3,
+                    P1, P2,
+                    M, H, W, C, tiles_w, tiles_h, n_cb,
+                    MODE: tl.constexpr, K: tl.constexpr, FLIP: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+                    BC: tl.constexpr, VEC: tl.constexpr):
+        """v3 depthwise KxK conv of the channel-blocked IN (C/BC, M, BC) for TH output rows x TW pixels x BC
+        channels, then the epilogue of MODE (same modes and operands as `_dwconv_kernel`; the blocked outputs are
+        O3 in MODE 1 and O2 in MODE 4). FLIP: use the taps of the transposed convolution."""
+        PAD: tl.constexpr = K // 2
+        pid = tl.program_id(0)
+        pid_c = pid % n_cb
+        t = pid // n_cb
+        tx = t % tiles_w
+        t = t // tiles_w
+        ty = t % tiles_h
+        n = t // tiles_h
+        y0 = ty * TH
+        xs = tx * TW + tl.arange(0, TW)
+        lane = tl.arange(0, BC)
+        c = pid_c * BC + lane
+        img = (pid_c.to(tl.int64) * M + n.to(tl.int64) * H * W) * BC  # (channel block, image n, pixel 0)
+        zero = tl.zeros([TW, BC], dtype=tl.float32)
+        acc = (zero,)
+        for _y in tl.static_range(TH - 1):
+            acc = acc + (zero,)
+        for j in range(K):
+            xx = xs + (j - PAD)
+            cok = (xx >= 0) & (xx < W)
+            ptr = IN + img + (xx * BC)[:, None] + lane[None, :]
+            # the taps of column j, loaded when first needed (tap i is used by input rows i .. i + TH - 1)
+            wj = (tl.load(WT + tl.multiple_of(_tap(0, j, K, FLIP) * C + pid_c * BC, BC) + lane),)
+            for r in tl.static_range(TH + K - 1):
+                if r > 0 and r < K:
+                    wj = wj + (tl.load(WT + tl.multiple_of(_tap(r, j, K, FLIP) * C + pid_c * BC, BC) + lane),)
+                hh = y0 + (r - PAD)
+                ok = cok & (hh >= 0) & (hh < H)
+                v = tl.load(ptr + hh * (W * BC), mask=ok[:, None], other=0.0).to(tl.float32)
+                for y in tl.static_range(TH):
+                    if r - y >= 0 and r - y < K:
+                        acc = _tset(acc, y, acc[y] + v * wj[r - y][None, :])
+
+        if MODE == 0 or MODE == 1 or MODE == 3 or MODE == 4:
+            bias = tl.load(BIAS + c)[None, :]
+        ps1 = zero  # per-thread partial column sums, reduced across the program once at the end
+        ps2 = zero
+        xok = xs < W
+        for y in tl.static_range(TH):
+            yy = y0 + y
+            m2 = (xok & (yy < H))[:, None]
+            pix = (n * H + yy).to(tl.int64) * W + xs
+            bl = img + ((yy * W + xs) * BC)[:, None] + lane[None, :]  # blocked offsets of these pixels
+            a = acc[y]
+            if MODE == 0:  # ConvMod forward: O1 = m = (conv + b) * v, X1 = v
+                v = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+                out = (a + bias) * v.to(tl.float32)
+                tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], out.to(O1.dtype.element_ty),
+                         mask=m2)
+            elif MODE == 1:  # X1 = v, X2 = dm; O1 = m, O2 = dv, O3 = dy (blocked); P1 += dy, P2 += dv
+                s = a + bias
+                v = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+                dm = tl.load(X2 + tl.multiple_of(pix * s_x2, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+                v = v.to(tl.float32)
+                dm = dm.to(tl.float32)
+                dv = dm * s
+                dy = dm * v
+                tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], (s * v).to(O1.dtype.element_ty),
+                         mask=m2)
+                tl.store(O2 + tl.multiple_of(pix * s_o2, VEC)[:, None] + c[None, :], dv.to(O2.dtype.element_ty),
+                         mask=m2)
+                tl.store(O3 + bl, dy.to(O3.dtype.element_ty), mask=m2)
+                ps1 += dy
+                ps2 += dv
+            elif MODE == 2:  # IN = dy (blocked), flipped taps: X1 = a; O1 = da; P1 += da
+                av = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+                da = tl.where(m2, a * _gelu_grad(av.to(tl.float32)), 0.0)
+                tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], da.to(O1.dtype.element_ty),
+                         mask=m2)
+                ps1 += da
+            elif MODE == 3:  # MLP forward, IN = g: O1 = h = g + GELU(conv + b)
+                g = tl.load(IN + bl, mask=m2, other=0.0)
+                out = g.to(tl.float32) + _gelu(a + bias)
+                tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], out.to(O1.dtype.element_ty),
+                         mask=m2)
+            elif MODE == 4:  # X1 = dh; O1 = h, O2 = ds (blocked); P1 += ds
+                s = a + bias
+                g = tl.load(IN + bl, mask=m2, other=0.0)
+                dh = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+                out = g.to(tl.float32) + _gelu(s)
+                ds = dh.to(tl.float32) * _gelu_grad(s)
+                tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], out.to(O1.dtype.element_ty),
+                         mask=m2)
+                tl.store(O2 + bl, ds.to(O2.dtype.element_ty), mask=m2)
+                ps1 += ds
+            else:  # MODE 5, IN = ds (blocked), flipped taps: X1 = dh, X2 = h0; O1 = dh0; P1 += dh0
+                dh = tl.load(X1 + tl.multiple_of(pix * s_x1, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+                h0 = tl.load(X2 + tl.multiple_of(pix * s_x2, VEC)[:, None] + c[None, :], mask=m2, other=0.0)
+                dh0 = tl.where(m2, (dh.to(tl.float32) + a) * _gelu_grad(h0.to(tl.float32)), 0.0)
+                tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], dh0.to(O1.dtype.element_ty),
+                         mask=m2)
+                ps1 += dh0
+        if MODE == 1 or MODE == 2 or MODE == 4 or MODE == 5:
+            tl.atomic_add(P1 + c, tl.sum(ps1, axis=0))
+        if MODE == 1:
+            tl.atomic_add(P2 + c, tl.sum(ps2, axis=0))
+
+    @triton.jit(do_not_specialize=['M', 'H', 'W', 'C', 'tiles_w', 'tiles_h', 'n_tiles', 'tiles_per_prog'])
+    def _dwc_wgrad_kernel(G, DY, DW, M, H, W, C, tiles_w, tiles_h, n_tiles, tiles_per_prog,
+                          K: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr):
+        """v3 weight gradient: DW[c, i, j] += sum_p g[p + (i - P, j - P), c] * dy[p, c] over the tiles of split s,
+        for the kernel column j of this program (grid: K x C/BC x splits); g, dy blocked (C/BC, M, BC). Each
+        loaded row of g is added into the accumulators of all the kernel rows i it meets."""
+        PAD: tl.constexpr = K // 2
+        j = tl.program_id(0)
+        pid_c = tl.program_id(1)
+        pid_s = tl.program_id(2)
+        lane = tl.arange(0, BC)
+        c = pid_c * BC + lane
+        cb = pid_c.to(tl.int64) * M * BC
+        zero = tl.zeros([TW, BC], dtype=tl.float32)
+        acc = (zero,)
+        for _i in tl.static_range(K - 1):
+            acc = acc + (zero,)
+        t_start = pid_s * tiles_per_prog
+        t_end = tl.minimum(t_start + tiles_per_prog, n_tiles)
+        for tt in range(t_start, t_end):
+            tx = tt % tiles_w
+            t = tt // tiles_w
+            ty = t % tiles_h
+            n = t // tiles_h
+            y0 = ty * TH
+            xs = tx * TW + tl.arange(0, TW)
+            img = cb + n.to(tl.int64) * H * W * BC
+            xok = xs < W
+            dptr = DY + img + (xs * BC)[:, None] + lane[None, :]
+            dys = (tl.load(dptr + y0 * (W * BC), mask=(xok & (y0 < H))[:, None], other=0.0).to(tl.float32),)
+            for y in tl.static_range(1, TH):
+                dys = dys + (tl.load(dptr + (y0 + y) * (W * BC), mask=(xok & (y0 + y < H))[:, None],
+                                     other=0.0).to(tl.float32),)
+            xx = xs + (j - PAD)
+            cok = (xx >= 0) & (xx < W)
+            gptr = G + img + (xx * BC)[:, None] + lane[None, :]
+            for r in tl.static_range(TH + K - 1):
+                hh = y0 + (r - PAD)
+                ok = cok & (hh >= 0) & (hh < H)
+                v = tl.load(gptr + hh * (W * BC), mask=ok[:, None], other=0.0).to(tl.float32)
+                for y in tl.static_range(TH):
+                    if r - y >= 0 and r - y < K:
+                        acc = _tset(acc, r - y, acc[r - y] + v * dys[y])
+        for i in tl.static_range(K):
+            tl.atomic_add(DW + c * (K * K) + i * K + j, tl.sum(acc[i], axis=0))
+
     _gelu_blocked = FastLauncher(_gelu_blocked_kernel)
+    _dwc = FastLauncher(_dwc_kernel)
+    _dwc_wgrad = FastLauncher(_dwc_wgrad_kernel)
     _dwconv = FastLauncher(_dwconv_kernel)
     _dw_wgrad = FastLauncher(_dw_wgrad_kernel)
 
@@ -202,6 +385,28 @@ def _vec(*strides: int, cap: int = 8) -> int:
     return v
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _parse_impl(spec: str):
+    impl = {'large': 'v3', 'small': 'v3'}
+    for part in filter(None, (p.strip() for p in spec.lower().split(','))):
+        key, _, val = part.rpartition('=')
+        for k in ((key,) if key else ('large', 'small')):
+            if k in impl and val in ('v2', 'v3'):
+                impl[k] = val
+    return impl
+
+
+# which convolution kernels run, per kernel-size class (see the module docstring)
+IMPL = _parse_impl(os.environ.get('MMCONV2FORMER_DW_IMPL', ''))
+
+
+def _impl(K: int) -> str:
+    return IMPL['large' if K > 3 else 'small']
+
+
 _SMS = {}
 
 
@@ -215,8 +420,10 @@ def _num_sms(device: torch.device) -> int:
 
 
 def block_width(C: int, K: int) -> int:
-    """Channels per program (and of the blocked layout): 8 for the large kernels (a 16-byte bf16 vector per pixel,
-    the tile's halo fits L1), 32 for the 3x3 conv of the MLP."""
+    """Channels per program and of the blocked layout. v3: 4 (an 8-byte bf16 vector per pixel and thread, which
+    keeps the TH row accumulators and the taps of a kernel column in registers); v2: 8, and 32 for the 3x3 conv."""
+    if _impl(K) == 'v3':
+        return _pow2_divisor(C, 4)
     return _pow2_divisor(C, 8 if K > 3 else 32)
 
 
@@ -229,24 +436,35 @@ def _conv_tiles(BC: int, H: int, W: int):
     return th, tw
 
 
+V3_TH, V3_TW = 8, 32  # output rows (register accumulators per thread) and pixels of a row per program
+
+
+def _v3_tiles(W: int, BC: int):
+    """(TH, TW, num_warps): one warp per program, one pixel's BC channels per thread. Each thread does the same
+    work whatever TW is, and 32 wastes the fewest masked pixels at the widths of the network (W = 336 .. 16)."""
+    return V3_TH, V3_TW, 1
+
+
 def gelu_blocked(x: torch.Tensor, C: int, BL: int) -> torch.Tensor:
     """GELU of the first C columns of a row-major 2D view (any row stride), as a blocked (C/BL, M, BL) tensor."""
     M = x.shape[0]
     out = torch.empty((C // BL, M, BL), device=x.device, dtype=x.dtype)
     if M:
-        bm = max(1, 4096 // BL)
+        bcol = max(BL, 32)
+        bm = 4096 // bcol
         vec = _vec(x.stride(0), BL)
-        _gelu_blocked[(triton.cdiv(M, bm), C // BL)](x, x.stride(0), out, M, bm, BL, vec, num_warps=4)
+        _gelu_blocked[(_cdiv(M, bm), _cdiv(C, bcol))](x, x.stride(0), out, M, C, bm, bcol, BL, vec, num_warps=4)
     return out
 
 
-def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2=None, o3=None, p1=None, p2=None):
+def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2=None, o3=None, p1=None, p2=None,
+                 flip=False):
+    """One conv kernel launch (v2 or v3 as `IMPL` says for K). `flip`: the transposed conv (taps reversed)."""
     N, H, W = shape
     M = N * H * W
+    if not M:
+        return
     BC = inp.shape[-1]
-    th, tw = _conv_tiles(BC, H, W)
-    tiles_w = triton.cdiv(W, tw)
-    tiles_img = triton.cdiv(H, th) * tiles_w
     dummy = o1
     x1 = dummy if x1 is None else x1
     x2 = dummy if x2 is None else x2
@@ -254,37 +472,62 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
     o3 = dummy if o3 is None else o3
     p1 = wt if p1 is None else p1
     p2 = wt if p2 is None else p2
-    vec = _vec(x1.stride(0), x2.stride(0), o1.stride(0), o2.stride(0), o3.stride(0), BC)
-    if M:
+    if _impl(K) == 'v2':
+        if flip:
+            wt = wt.flip(0)
+        th, tw = _conv_tiles(BC, H, W)
+        tiles_w = _cdiv(W, tw)
+        tiles_img = _cdiv(H, th) * tiles_w
+        vec = _vec(x1.stride(0), x2.stride(0), o1.stride(0), o2.stride(0), o3.stride(0), BC)
         _dwconv[(N * tiles_img, C // BC)](inp, wt, bias, x1, x1.stride(0), x2, x2.stride(0), o1, o1.stride(0),
                                           o2, o2.stride(0), o3, o3.stride(0), p1, p2, M, H, W, C, tiles_w, tiles_img,
                                           mode, K, th, tw, BC, vec, num_warps=4)
+        return
+    th, tw, warps = _v3_tiles(W, BC)
+    tiles_w, tiles_h, n_cb = _cdiv(W, tw), _cdiv(H, th), C // BC
+    vec = _vec(x1.stride(0), x2.stride(0), o1.stride(0), o2.stride(0), BC)
+    _dwc[(N * tiles_h * tiles_w * n_cb,)](inp, wt, bias, x1, x1.stride(0), x2, x2.stride(0), o1, o1.stride(0),
+                                          o2, o2.stride(0), o3, p1, p2, M, H, W, C, tiles_w, tiles_h, n_cb,
+                                          mode, K, flip, th, tw, BC, vec, num_warps=warps)
 
 
 def dw_wgrad(g: torch.Tensor, dy: torch.Tensor, shape, C: int, K: int, out: torch.Tensor):
     """Adds the depthwise weight gradient (C, K, K) to the fp32 buffer `out`; g, dy blocked (C/BL, M, BL)."""
     N, H, W = shape
     M = N * H * W
+    if not M:
+        return
     BL = g.shape[-1]
+    sms = _num_sms(g.device)
+    if _impl(K) == 'v3':
+        th, tw, warps = _v3_tiles(W, BL)
+        tiles_w, tiles_h = _cdiv(W, tw), _cdiv(H, th)
+        n_tiles = N * tiles_h * tiles_w
+        per_split = K * (C // BL)
+        splits = max(1, min(n_tiles, _cdiv(4 * sms, per_split)))
+        tiles_per_prog = _cdiv(n_tiles, splits)
+        splits = _cdiv(n_tiles, tiles_per_prog)
+        _dwc_wgrad[(K, C // BL, splits)](g, dy, out, M, H, W, C, tiles_w, tiles_h, n_tiles, tiles_per_prog,
+                                         K, th, tw, BL, num_warps=warps)
+        return
     KP = triton.next_power_of_2(K)
     bcw = min(BL, 8 if K > 3 else 32)
     bp = max(16, 4096 // (KP * bcw))
     tw = 16 if W > 8 else 8
     th = max(1, bp // tw)
-    tiles_w = triton.cdiv(W, tw)
-    tiles_img = triton.cdiv(H, th) * tiles_w
+    tiles_w = _cdiv(W, tw)
+    tiles_img = _cdiv(H, th) * tiles_w
     n_tiles = N * tiles_img
     per_split = K * (C // bcw)
-    splits = max(1, min(n_tiles, (4 * _num_sms(g.device) + per_split - 1) // per_split))
-    tiles_per_prog = triton.cdiv(n_tiles, splits)
-    splits = triton.cdiv(n_tiles, tiles_per_prog)
-    if M:
-        _dw_wgrad[(K, C // bcw, splits)](g, dy, out, M, H, W, C, tiles_w, tiles_img, n_tiles, tiles_per_prog,
-                                         K, KP, th, tw, BL, bcw, num_warps=4)
+    splits = max(1, min(n_tiles, (4 * sms + per_split - 1) // per_split))
+    tiles_per_prog = _cdiv(n_tiles, splits)
+    splits = _cdiv(n_tiles, tiles_per_prog)
+    _dw_wgrad[(K, C // bcw, splits)](g, dy, out, M, H, W, C, tiles_w, tiles_img, n_tiles, tiles_per_prog,
+                                     K, KP, th, tw, BL, bcw, num_warps=4)
 
 
 def conv_weights(weight: torch.Tensor) -> torch.Tensor:
-    """(C, 1, K, K) depthwise weight -> (K*K, C) fp32 taps; `.flip(0)` of it are the taps of the transposed conv."""
+    """(C, 1, K, K) depthwise weight -> (K*K, C) fp32 taps (tap t = i*K + j; the transposed conv uses K*K-1-t)."""
     C, K = weight.shape[0], weight.shape[-1]
     out = torch.empty((K * K, C), device=weight.device, dtype=torch.float32)
     return out.copy_(weight.detach().reshape(C, K * K).t())
@@ -293,9 +536,13 @@ def conv_weights(weight: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------------
 # (a) ConvMod: m = (DWConv_k(GELU(a)) + b) * v, with av = [a | v] of shape (M, 2C)
 # ---------------------------------------------------------------------------------------------------------------
+def _ksize(wt: torch.Tensor) -> int:
+    return int(round(wt.shape[0] ** 0.5))
+
+
 def convmod_fwd(av: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape) -> torch.Tensor:
     C = av.shape[1] // 2
-    K = int(round(wt.shape[0] ** 0.5))
+    K = _ksize(wt)
     g = gelu_blocked(av, C, block_width(C, K))
     m = torch.empty((av.shape[0], C), device=av.device, dtype=av.dtype)
     _launch_conv(MODE_A_FWD, g, wt, bias, shape, C, K, x1=av[:, C:], o1=m)
@@ -306,7 +553,7 @@ def convmod_bwd(av: torch.Tensor, dm: torch.Tensor, wt: torch.Tensor, bias: torc
                 dweight: torch.Tensor, dbias: torch.Tensor, sum_da: torch.Tensor, sum_dv: torch.Tensor):
     """Returns (m, dav (M, 2C)); adds dweight (C*K*K), dbias, colsum(da), colsum(dv) into the given fp32 buffers."""
     C = av.shape[1] // 2
-    K = int(round(wt.shape[0] ** 0.5))
+    K = _ksize(wt)
     M = av.shape[0]
     BL = block_width(C, K)
     g = gelu_blocked(av, C, BL)
@@ -315,7 +562,7 @@ def convmod_bwd(av: torch.Tensor, dm: torch.Tensor, wt: torch.Tensor, bias: torc
     m = torch.empty((M, C), device=av.device, dtype=av.dtype)
     _launch_conv(MODE_A_BWD, g, wt, bias, shape, C, K, x1=av[:, C:], x2=dm, o1=m, o2=dav[:, C:], o3=dy, p1=dbias,
                  p2=sum_dv)
-    _launch_conv(MODE_A_DGRAD, dy, wt.flip(0), bias, shape, C, K, x1=av, o1=dav, p1=sum_da)
+    _launch_conv(MODE_A_DGRAD, dy, wt, bias, shape, C, K, x1=av, o1=dav, p1=sum_da, flip=True)
     dw_wgrad(g, dy, shape, C, K, dweight)
     return m, dav
 
@@ -325,7 +572,7 @@ def convmod_bwd(av: torch.Tensor, dm: torch.Tensor, wt: torch.Tensor, bias: torc
 # ---------------------------------------------------------------------------------------------------------------
 def mlp_pos_fwd(h0: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape) -> torch.Tensor:
     C4 = h0.shape[1]
-    K = int(round(wt.shape[0] ** 0.5))
+    K = _ksize(wt)
     g = gelu_blocked(h0, C4, block_width(C4, K))
     h = torch.empty_like(h0)
     _launch_conv(MODE_B_FWD, g, wt, bias, shape, C4, K, o1=h)
@@ -336,7 +583,7 @@ def mlp_pos_bwd(h0: torch.Tensor, dh: torch.Tensor, wt: torch.Tensor, bias: torc
                 dweight: torch.Tensor, dbias: torch.Tensor, sum_dh0: torch.Tensor):
     """Returns (h, dh0); adds dweight (4C*K*K), dbias and colsum(dh0) into the given fp32 buffers."""
     C4 = h0.shape[1]
-    K = int(round(wt.shape[0] ** 0.5))
+    K = _ksize(wt)
     BL = block_width(C4, K)
     g = gelu_blocked(h0, C4, BL)
     h = torch.empty_like(h0)
@@ -345,5 +592,5 @@ def mlp_pos_bwd(h0: torch.Tensor, dh: torch.Tensor, wt: torch.Tensor, bias: torc
     dw_wgrad(g, ds, shape, C4, K, dweight)
     del g
     dh0 = torch.empty_like(h0)
-    _launch_conv(MODE_B_DGRAD, ds, wt.flip(0), bias, shape, C4, K, x1=dh, x2=h0, o1=dh0, p1=sum_dh0)
+    _launch_conv(MODE_B_DGRAD, ds, wt, bias, shape, C4, K, x1=dh, x2=h0, o1=dh0, p1=sum_dh0, flip=True)
     return h, dh0

@@ -73,26 +73,30 @@ class FastLauncher:
             return self.launch(grid, args, options)
         return launch
 
-    def _key(self, args, options):
-        spec = []
-        for kind, a in zip(self.kinds, args):
-            if isinstance(a, torch.Tensor):
-                spec.append((a.dtype, a.data_ptr() % 16 == 0))
-            elif type(a) is int:
-                spec.append(-2 ** 31 <= a < 2 ** 31 if kind == 'd' else a)
-            elif type(a) is float:
-                spec.append(float if kind != 'c' else a)
-            else:
-                spec.append((type(a), a))
-        return (torch.cuda.current_device(), tuple(sorted(options.items())), tuple(spec))
-
     def launch(self, grid, args, options):
         fn = self.fn
         if (not self.enabled or len(args) != len(self.kinds) or fn.pre_run_hooks or _hooks_active()
                 or not args[0].is_cuda):
             STATS['triton'] += 1
             return fn[grid](*args, **options)
-        key = self._key(args, options)
+        # one pass over the arguments: the raw values handed to the launcher and the specialization key
+        raw = []
+        spec = []
+        for kind, a in zip(self.kinds, args):
+            if isinstance(a, torch.Tensor):
+                ptr = a.data_ptr()
+                raw.append(ptr)
+                spec.append((a.dtype, ptr % 16 == 0))
+                continue
+            raw.append(a)
+            if type(a) is int:
+                spec.append(-2 ** 31 <= a < 2 ** 31 if kind == 'd' else a)
+            elif type(a) is float:
+                spec.append(float if kind != 'c' else a)
+            else:
+                spec.append((type(a), a))
+        device = torch.cuda.current_device()  # Triton launches on the current device and its current stream
+        key = (device, tuple(sorted(options.items())) if options else (), tuple(spec))
         hit = self.kernels.get(key)
         if hit is None:
             STATS['triton'] += 1
@@ -101,8 +105,7 @@ class FastLauncher:
                 self.kernels[key] = (kernel.run, kernel.function, kernel.packed_metadata)
             return kernel
         run, function, metadata = hit
-        raw = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
-        stream = _driver.active.get_current_stream(key[0])
+        stream = _driver.active.get_current_stream(device)
         STATS['fast'] += 1
         run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, stream, function, metadata,
             None, None, None, *raw)

@@ -133,6 +133,31 @@ if HAS_TRITON:
         tl.store(DB + c, ls * sd)
         tl.store(DLS + c, tl.sum(w * g, axis=0) + tl.load(B + c).to(tl.float32) * sd)
 
+    @triton.jit(do_not_specialize=['C'])
+    def _lsgrad2_kernel(G1, W1, B1, LS1, SUMD1, DW1, DB1, DLS1, G2, W2, B2, LS2, SUMD2, DW2, DB2, DLS2, C,
+                        BLOCK_K: tl.constexpr):
+        """`_lsgrad_kernel` for two layer-scaled 1x1 convs in one launch: rows 0..C-1 of (G1: (C, C)), then rows
+        of (G2: (C, 4C))."""
+        pid = tl.program_id(0)
+        if pid < C:
+            _lsgrad_row(G1, W1, B1, LS1, SUMD1, DW1, DB1, DLS1, pid, C, BLOCK_K)
+        else:
+            _lsgrad_row(G2, W2, B2, LS2, SUMD2, DW2, DB2, DLS2, pid - C, 4 * C, BLOCK_K)
+
+    @triton.jit
+    def _lsgrad_row(G, W, B, LS, SUMD, DW, DB, DLS, c, K, BLOCK_K: tl.constexpr):
+        k = tl.arange(0, BLOCK_K)
+        kmask = k < K
+        off = c.to(tl.int64) * K + k
+        g = tl.load(G + off, mask=kmask, other=0.0).to(tl.float32)
+        w = tl.load(W + off, mask=kmask, other=0.0).to(tl.float32)
+        ls = tl.load(LS + c).to(tl.float32)
+        sd = tl.load(SUMD + c)
+        tl.store(DW + off, ls * g, mask=kmask)
+        tl.store(DB + c, ls * sd)
+        tl.store(DLS + c, tl.sum(w * g, axis=0) + tl.load(B + c).to(tl.float32) * sd)
+
+    _lsgrad2 = FastLauncher(_lsgrad2_kernel)
     _ln_fwd = FastLauncher(_ln_fwd_kernel)
     _residual = FastLauncher(_residual_kernel)
     _scale_cast = FastLauncher(_scale_cast_kernel)
@@ -214,3 +239,10 @@ def layer_scale_grads(gm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     dweight (C*K), dbias (C), dls (C) (fp32 buffers)."""
     C, K = gm.shape
     _lsgrad[(C,)](gm, weight, bias, ls, sum_d, dweight, dbias, dls, K, triton.next_power_of_2(K), num_warps=4)
+
+
+def layer_scale_grads2(gm1, w1, b1, ls1, sum_d1, dw1, db1, dls1, gm2, w2, b2, ls2, sum_d2, dw2, db2, dls2):
+    """`layer_scale_grads` of the block's two layer-scaled 1x1 convs (G1: (C, C), G2: (C, 4C)) in one launch."""
+    C = gm1.shape[0]
+    _lsgrad2[(2 * C,)](gm1, w1, b1, ls1, sum_d1, dw1, db1, dls1, gm2, w2, b2, ls2, sum_d2, dw2, db2, dls2, C,
+                       triton.next_power_of_2(4 * C), num_warps=4)
