@@ -31,6 +31,30 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+MASK_ROIS = 100  # RoIs through the mask head when counting: mmdet's StandardRoIHead.forward, mmdet 2's forward_dummy
+
+
+def count_cascade_masks_like_the_papers(model):
+    """Count Cascade's mask heads on the first 100 RoIs, as for Mask R-CNN.
+
+    mmdet 3's `CascadeRoIHead.forward` ('tensor' mode) runs every stage's mask head on all (1000) proposals, while
+    its `StandardRoIHead.forward` and mmdet 2's `forward_dummy` (which produced the published tables, e.g. ConvNeXt-T
+    Cascade Mask R-CNN 741G) take the first 100. The other rows are filled with zeros, which count no FLOPs.
+    """
+    from mmdet.models.roi_heads import CascadeRoIHead
+    roi_head = getattr(model, 'roi_head', None)
+    if not (isinstance(roi_head, CascadeRoIHead) and roi_head.with_mask):
+        return
+    mask_forward = roi_head._mask_forward
+
+    def first_rois_only(stage, x, rois):
+        results = mask_forward(stage, x, rois[:MASK_ROIS])
+        preds = results['mask_preds']
+        results['mask_preds'] = torch.cat([preds, preds.new_zeros((len(rois) - len(preds),) + preds.shape[1:])])
+        return results
+    roi_head._mask_forward = first_rois_only
+
+
 def build_from_config(path, shape, cfg_options):
     """The model of an mmdet/mmseg config (in 'tensor' mode) and an input batch of the given size."""
     from mmengine.registry import MODELS, init_default_scope
@@ -47,6 +71,7 @@ def build_from_config(path, shape, cfg_options):
     meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape, batch_input_shape=shape, scale_factor=(1., 1.))
     if scope == 'mmdet':
         from mmdet.structures import DetDataSample as DataSample
+        count_cascade_masks_like_the_papers(model)
     else:
         from mmseg.structures import SegDataSample as DataSample
     # The jit tracer behind the counter takes tensors only: bind the data samples (as mmdet's get_flops does).
