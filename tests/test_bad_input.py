@@ -80,6 +80,23 @@ def test_test_tool_stops_at_start_on_a_missing_data_root(tmp_path):
     assert not (tmp_path / 'work').exists()
 
 
+@pytest.mark.parametrize('options,message', [
+    (['model.backbone.arch=huge'], "ArgumentError: Conv2Former: unknown arch 'huge'; allowed: "),
+    (['model.backbone.out_indices=[4]'], 'ArgumentError: Conv2Former: out_indices entries must be ints in [-4, 3]'),
+    (["model.backbone.init_cfg.type=Pretrained", "model.backbone.init_cfg.checkpoint=checkpoints/none.pth"],
+     "PretrainedWeightsNotFoundError: Conv2Former pretrained weights not found at 'checkpoints/none.pth'. "
+     'The backbone is Conv2Former-nano'),
+])
+def test_train_tool_prints_backbone_config_errors_without_a_traceback(tmp_path, options, message):
+    from mmconv2former.datasets.synthetic_ade import generate_synthetic_ade
+    generate_synthetic_ade(tmp_path / 'data' / 'synthetic_ade', num_train=1, num_val=1, progress=False)
+    result = _run_in_empty_folder(tmp_path, ROOT / 'tools/train.py', SEG_QUICKSTART, '--no-progress',
+                                  '--cfg-options', 'train_cfg.max_iters=1', *options)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr + result.stdout
+
+
 @pytest.mark.parametrize('tool,config,argv', [('train', SEG_QUICKSTART, []), ('test', DET_QUICKSTART, ['x.pth'])])
 def test_both_tools_check_both_libraries_configs(tmp_path, monkeypatch, tool, config, argv):
     monkeypatch.chdir(tmp_path)

@@ -17,7 +17,8 @@ from mmengine.runner import Runner
 from mmengine.utils import is_abs
 
 from ..engine.hooks import NonFiniteLossError
-from ..models.checkpoint import CheckpointMismatchError
+from ..models.backbones.conv2former import ArgumentError
+from ..models.checkpoint import CheckpointMismatchError, PretrainedWeightsNotFoundError
 from ..utils.checkpoint_io import CorruptCheckpointError, UntrustedCheckpointError
 from .progress import ProgressBarHook
 
@@ -36,8 +37,8 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 # Errors whose message says what is wrong and what to do: the tools print it alone, without a stack trace.
-CLEAR_ERRORS = (DatasetNotFoundError, CheckpointMismatchError, UntrustedCheckpointError, CorruptCheckpointError,
-                NonFiniteLossError)
+CLEAR_ERRORS = (DatasetNotFoundError, ArgumentError, PretrainedWeightsNotFoundError, CheckpointMismatchError,
+                UntrustedCheckpointError, CorruptCheckpointError, NonFiniteLossError)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:

@@ -31,6 +31,11 @@ WEIGHTS_HELP = ('The released ImageNet weights are on the authors\' page (github
                 '--cfg-options model.backbone.init_cfg.checkpoint=PATH.')
 
 
+class PretrainedWeightsNotFoundError(FileNotFoundError):
+    """The backbone's pretrained weights file is missing; the message says which release it must be and where to get
+    it."""
+
+
 class CheckpointMismatchError(ValueError):
     """The checkpoint does not fit the backbone (other variant or kernel, missing or unexpected keys)."""
 
@@ -134,8 +139,8 @@ def load_pretrained_backbone(model, checkpoint: str, checkpoint_key: str = 'stat
         variant = model.arch_name and {'n': 'nano', 't': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}.get(
             model.arch_name.lower(), model.arch_name.lower())
         expected = RELEASE_FILES.get(variant, f'a release matching {model_desc}')
-        raise FileNotFoundError(f'Conv2Former pretrained weights not found at {checkpoint!r}. The backbone is '
-                                f'{model_desc}: it needs {expected}. {WEIGHTS_HELP}')
+        raise PretrainedWeightsNotFoundError(f'Conv2Former pretrained weights not found at {checkpoint!r}. The '
+                                             f'backbone is {model_desc}: it needs {expected}. {WEIGHTS_HELP}')
     raw = load_checkpoint_file(path, map_location=map_location)
     state_dict, source = select_state_dict(raw, checkpoint_key)
     body, dropped = release_to_backbone(state_dict, prefix)

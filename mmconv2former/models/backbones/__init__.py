@@ -1,3 +1,3 @@
-from .conv2former import Conv2Former, Conv2FormerBody
+from .conv2former import ArgumentError, Conv2Former, Conv2FormerBody
 
-__all__ = ['Conv2Former', 'Conv2FormerBody']
+__all__ = ['ArgumentError', 'Conv2Former', 'Conv2FormerBody']

@@ -29,32 +29,38 @@ ARCH_ALIASES = {'n': 'nano', 't': 'tiny', 's': 'small', 'b': 'base', 'l': 'large
 NUM_STAGES = 4
 
 
+
+class ArgumentError(ValueError):
+    """An argument or input of Conv2Former outside what is allowed; the message names the field and what it allows
+    (the tools print it without a stack trace)."""
+
 def resolve_arch(arch: Union[str, dict]) -> dict:
     """Turn `arch` (a variant name or a dict of depths/dims/kernel_size) into a validated settings dict."""
     if isinstance(arch, str):
         name = ARCH_ALIASES.get(arch.lower(), arch.lower())
         if name not in ARCH_SETTINGS:
-            raise ValueError(f'Conv2Former: unknown arch {arch!r}; allowed: {sorted(ARCH_SETTINGS)} '
+            raise ArgumentError(f'Conv2Former: unknown arch {arch!r}; allowed: {sorted(ARCH_SETTINGS)} '
                              f'(or their initials {sorted(ARCH_ALIASES)}), or a dict with keys '
                              "'depths', 'dims', 'kernel_size'.")
         return dict(ARCH_SETTINGS[name])
     if not isinstance(arch, dict):
-        raise TypeError(f'Conv2Former: arch must be a str or a dict, got {type(arch).__name__}.')
+        raise ArgumentError(f'Conv2Former: arch must be a str or a dict, got {type(arch).__name__}.')
     missing = {'depths', 'dims', 'kernel_size'} - set(arch)
     extra = set(arch) - {'depths', 'dims', 'kernel_size'}
     if missing or extra:
-        raise ValueError(f"Conv2Former: an arch dict needs exactly the keys 'depths', 'dims', 'kernel_size'; "
+        raise ArgumentError(f"Conv2Former: an arch dict needs exactly the keys 'depths', 'dims', 'kernel_size'; "
                          f'missing {sorted(missing)}, unexpected {sorted(extra)}.')
     depths, dims, kernel_size = tuple(arch['depths']), tuple(arch['dims']), arch['kernel_size']
     if len(depths) != NUM_STAGES or len(dims) != NUM_STAGES:
-        raise ValueError(f'Conv2Former: arch depths and dims need {NUM_STAGES} entries each, '
+        raise ArgumentError(f'Conv2Former: arch depths and dims need {NUM_STAGES} entries each, '
                          f'got depths={depths}, dims={dims}.')
     if not all(isinstance(d, int) and d >= 1 for d in depths):
-        raise ValueError(f'Conv2Former: arch depths must be positive integers, got {depths}.')
+        raise ArgumentError(f'Conv2Former: arch depths must be positive integers, got {depths}.')
     if not all(isinstance(d, int) and d >= 2 and d % 2 == 0 for d in dims):
-        raise ValueError(f'Conv2Former: arch dims must be even integers >= 2 (the stem uses dims[0] // 2), got {dims}.')
+        raise ArgumentError(f'Conv2Former: arch dims must be even integers >= 2 (the stem uses dims[0] // 2), '
+                            f'got {dims}.')
     if not (isinstance(kernel_size, int) and kernel_size >= 1 and kernel_size % 2 == 1):
-        raise ValueError(f'Conv2Former: arch kernel_size must be a positive odd integer, got {kernel_size!r}.')
+        raise ArgumentError(f'Conv2Former: arch kernel_size must be a positive odd integer, got {kernel_size!r}.')
     return dict(depths=depths, dims=dims, kernel_size=kernel_size)
 
 
@@ -156,9 +162,9 @@ class Conv2FormerBody(nn.Module):
         self.depths, self.dims = settings['depths'], settings['dims']
         self.kernel_size = settings['kernel_size']
         if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f'Conv2Former: in_channels must be a positive integer, got {in_channels!r}.')
+            raise ArgumentError(f'Conv2Former: in_channels must be a positive integer, got {in_channels!r}.')
         if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'Conv2Former: drop_path_rate must be in [0, 1), got {drop_path_rate!r}.')
+            raise ArgumentError(f'Conv2Former: drop_path_rate must be in [0, 1), got {drop_path_rate!r}.')
         self.in_channels = in_channels
         norm_cfg = norm_cfg or dict(type='BN', requires_grad=True)
 
@@ -184,10 +190,10 @@ class Conv2FormerBody(nn.Module):
 
     def check_input(self, x: torch.Tensor):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'Conv2Former expects input of shape (N, {self.in_channels}, H, W) '
+            raise ArgumentError(f'Conv2Former expects input of shape (N, {self.in_channels}, H, W) '
                              f'(in_channels={self.in_channels}), got {tuple(x.shape)}.')
         if min(x.shape[-2:]) < self.min_input_size:
-            raise ValueError(f'Conv2Former: input {tuple(x.shape[-2:])} is smaller than {self.min_input_size} '
+            raise ArgumentError(f'Conv2Former: input {tuple(x.shape[-2:])} is smaller than {self.min_input_size} '
                              'pixels on a side; the stride-32 stage would be empty. Resize or pad the images.')
 
     def init_weights_from_scratch(self):
@@ -240,10 +246,10 @@ class Conv2Former(Conv2FormerBody, BaseModule):
         self.arch_name = arch if isinstance(arch, str) else None
         self.out_indices = self._normalize_out_indices(out_indices)
         if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= NUM_STAGES):
-            raise ValueError(f'Conv2Former: frozen_stages must be an int in [-1, {NUM_STAGES}] '
+            raise ArgumentError(f'Conv2Former: frozen_stages must be an int in [-1, {NUM_STAGES}] '
                              f'(-1: nothing, 0: stem, k: stem + stages 0..k-1), got {frozen_stages!r}.')
         if fast_path not in ('auto', True, False):
-            raise ValueError(f"Conv2Former: fast_path must be 'auto', True or False, got {fast_path!r}.")
+            raise ArgumentError(f"Conv2Former: fast_path must be 'auto', True or False, got {fast_path!r}.")
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -259,16 +265,16 @@ class Conv2Former(Conv2FormerBody, BaseModule):
         if isinstance(out_indices, int):
             out_indices = (out_indices,)
         if not isinstance(out_indices, Sequence) or len(out_indices) == 0:
-            raise ValueError(f'Conv2Former: out_indices must be an int or a non-empty sequence of ints in '
+            raise ArgumentError(f'Conv2Former: out_indices must be an int or a non-empty sequence of ints in '
                              f'[-{NUM_STAGES}, {NUM_STAGES - 1}], got {out_indices!r}.')
         normalized = []
         for index in out_indices:
             if not isinstance(index, int) or not -NUM_STAGES <= index < NUM_STAGES:
-                raise ValueError(f'Conv2Former: out_indices entries must be ints in [-{NUM_STAGES}, '
+                raise ArgumentError(f'Conv2Former: out_indices entries must be ints in [-{NUM_STAGES}, '
                                  f'{NUM_STAGES - 1}], got {index!r} in {tuple(out_indices)!r}.')
             normalized.append(index % NUM_STAGES)
         if len(set(normalized)) != len(normalized):
-            raise ValueError(f'Conv2Former: out_indices has duplicates after normalisation: {tuple(out_indices)!r}.')
+            raise ArgumentError(f'Conv2Former: out_indices has duplicates after normalisation: {tuple(out_indices)!r}.')
         return tuple(sorted(normalized))
 
     @property
