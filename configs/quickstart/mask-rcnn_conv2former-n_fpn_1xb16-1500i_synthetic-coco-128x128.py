@@ -4,10 +4,6 @@
 _base_ = './mask-rcnn_conv2former-n_fpn_1xb4-300i_synthetic-coco-128x128.py'
 
 max_iters = 1500
-model = dict(
-    # Blocks start switched on: the default layer scale 1e-6 (made for 300 ImageNet epochs) keeps them near-silent
-    # for most of a short run from scratch.
-    backbone=dict(layer_scale_init_value=1.0))
 train_dataloader = dict(batch_size=16, num_workers=6, persistent_workers=True)
 val_dataloader = dict(num_workers=2)
 test_dataloader = val_dataloader
