@@ -24,10 +24,10 @@ demo: install
 	$(MAKE) demo-detection demo-segmentation
 
 demo-detection: install
-	PYTHON=$(PY) bash tools/misc/demo_detection.sh
+	PYTHON=$(PY) bash tools/misc/demo.sh detection
 
 demo-segmentation: install
-	PYTHON=$(PY) bash tools/misc/demo_segmentation.sh
+	PYTHON=$(PY) bash tools/misc/demo.sh segmentation
 
 clean-venv:
 	rm -rf $(VENV)

@@ -302,6 +302,13 @@ def test_slurm_scripts_hand_everything_to_srun(recorder, tmp_path):
 
 
 def test_launch_scripts_print_usage_without_arguments():
-    for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh', 'slurm_test.sh'):
+    for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh', 'slurm_test.sh', 'misc/demo.sh'):
         result = subprocess.run(['bash', str(ROOT / 'tools' / script)], capture_output=True, text=True)
         assert result.returncode == 2 and 'usage:' in result.stderr
+
+
+def test_demo_script_refuses_an_unknown_task_before_doing_anything():
+    result = subprocess.run(['bash', str(ROOT / 'tools/misc/demo.sh'), 'bogus'], capture_output=True, text=True,
+                            env={**os.environ, 'PYTHON': '/nonexistent/python'})
+    assert result.returncode == 2 and "unknown task 'bogus'" in result.stderr
+    assert 'detection|segmentation' in result.stderr

@@ -1,7 +1,7 @@
 # Quickstart: UperNet Conv2Former-N trained from scratch on the synthetic
 # ADE20K-layout dataset, on one CPU in a few minutes. Make the data first:
 #   python tools/dataset_converters/make_synthetic_ade.py --out data/synthetic_ade
-# then: python tools/train.py <this config>  (tools/misc/demo_segmentation.sh does both).
+# then: python tools/train.py <this config>  (tools/misc/demo.sh segmentation does both).
 _base_ = [
     '../_base_/models/upernet_conv2former.py', 'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
