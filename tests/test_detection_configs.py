@@ -166,14 +166,35 @@ def _step_key(cfg):
 
 # The 1x, 3x and AMP configs of a detector and variant share one model and optimizer (they differ in data and
 # schedule): one of them is stepped, and every config is checked to have the model and optimizer of a stepped one.
+# The GPU learning-run configs (`_1xb16-`: the quickstart with bigger batches, a longer schedule and its own lr) have
+# the quickstart's model, checked below, and are built, not stepped.
+LEARNING_RUN_CONFIGS = [p for p in DET_CONFIGS if '_1xb16-' in p.name]
 STEP_CONFIGS = [p for p in DET_CONFIGS if p.name.endswith(('_fpn_1x_coco.py', 'giou_ms-crop-3x_coco.py'))
-                or 'synthetic' in p.name]
+                or ('synthetic' in p.name and p not in LEARNING_RUN_CONFIGS)]
 
 
 def test_every_config_has_a_stepped_model_and_optimizer():
     stepped = {_step_key(_parse(p)) for p in STEP_CONFIGS}
-    assert all(_step_key(_parse(p)) in stepped for p in DET_CONFIGS)
+    assert all(_step_key(_parse(p)) in stepped for p in DET_CONFIGS if p not in LEARNING_RUN_CONFIGS)
+    stepped_models = {repr(_parse(p).model.to_dict()) for p in STEP_CONFIGS}
+    assert all(repr(_parse(p).model.to_dict()) in stepped_models for p in LEARNING_RUN_CONFIGS)
     assert len(STEP_CONFIGS) == 8  # Mask R-CNN N/T/S/B, Cascade T/S/B, the quickstart
+    assert len(LEARNING_RUN_CONFIGS) == 1
+
+
+@pytest.mark.parametrize('path', LEARNING_RUN_CONFIGS, ids=_ids(LEARNING_RUN_CONFIGS))
+def test_learning_run_config_builds_its_model_optimizer_and_schedule(path):
+    from mmdet.registry import MODELS
+    from mmengine.registry import PARAM_SCHEDULERS
+    cfg = _load(path)
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert max(group['lr'] for group in optim_wrapper.param_groups) == cfg.optim_wrapper.optimizer.lr
+    schedulers = [PARAM_SCHEDULERS.build(dict(scheduler, optimizer=optim_wrapper))
+                  for scheduler in copy.deepcopy(cfg.param_scheduler)]
+    assert schedulers[-1].end == cfg.train_cfg.max_iters
 
 
 @pytest.mark.parametrize('path', STEP_CONFIGS, ids=_ids(STEP_CONFIGS))
@@ -182,12 +203,14 @@ def test_one_train_step_and_one_test_step(path):
     cfg = _load(path)
     init_default_scope('mmdet')
     cfg.model.backbone.init_cfg = None  # the released weights are a manual download (see the test above)
-    # Fewer proposals and RoIs than COCO needs, so a CPU steps the big variants in seconds; the layers are the same.
-    cfg.model.train_cfg.rpn_proposal.max_per_img = 64
+    # Fewer proposals and RoIs than COCO needs, so a CPU steps the big variants in seconds; the layers are the same
+    # (the ground-truth boxes are proposals too: every RoI head gets positives, every mask head a loss).
+    cfg.model.train_cfg.rpn_proposal.max_per_img = 16
     rcnn_cfgs = cfg.model.train_cfg.rcnn  # a list of 3 for Cascade
     for rcnn in rcnn_cfgs if isinstance(rcnn_cfgs, list) else [rcnn_cfgs]:
-        rcnn.sampler.num = 32
-    cfg.model.test_cfg.rpn.max_per_img = 32
+        assert rcnn.sampler.add_gt_as_proposals
+        rcnn.sampler.num = 16
+    cfg.model.test_cfg.rpn.max_per_img = 16
     model = MODELS.build(cfg.model)
     model.init_weights()
     # AmpOptimWrapper needs a GPU; its configs differ from the fp32 ones only in that (tested above).
