@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEG_CONFIGS = sorted((ROOT / 'configs' / 'upernet').glob('*.py'))
 FP32_CONFIGS = [p for p in SEG_CONFIGS if '-amp-' not in p.name]
 QUICKSTART = ROOT / 'configs' / 'quickstart' / 'upernet_conv2former-n_1xb4-300_synthetic-ade-64x64.py'
+LEARNING_RUN = ROOT / 'configs' / 'quickstart' / 'upernet_conv2former-n_1xb16-4k_synthetic-ade-128x128.py'
 ARCHES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
 # ConvNeXt's UperNet drop-path rates (the Conv2Former paper follows ConvNeXt's ADE20K recipe).
 DROP_PATH = {'tiny': 0.4, 'small': 0.3, 'base': 0.4, 'large': 0.4}
@@ -161,6 +162,31 @@ def test_quickstart_classes_match_the_generator():
     assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == len(CLASSES)
     assert cfg.model.backbone.arch == 'nano' and cfg.model.backbone.get('init_cfg') is None  # from scratch
     assert cfg.val_evaluator.type == 'IoUMetric' and cfg.val_evaluator.iou_metrics == ['mIoU']
+
+
+def test_learning_run_config_builds_and_crops_at_its_size(tmp_path):
+    """The GPU learning-run config (the quickstart with 128x128 crops, bigger batches and a longer schedule) builds its
+    model, optimizer and schedule, and its training pipeline makes 128x128 crops; it is built, not trained."""
+    from mmengine.registry import PARAM_SCHEDULERS
+    from mmseg.registry import DATASETS, MODELS
+    init_default_scope('mmseg')
+    cfg = _load(LEARNING_RUN)
+    assert cfg.model.data_preprocessor.size == (128, 128)
+    assert tuple(cfg.train_dataloader.dataset.metainfo.classes) == CLASSES
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    schedulers = [PARAM_SCHEDULERS.build(dict(scheduler, optimizer=optim_wrapper))
+                  for scheduler in copy.deepcopy(cfg.param_scheduler)]
+    assert schedulers[-1].end == cfg.train_cfg.max_iters == 4000
+
+    generate_synthetic_ade(tmp_path, num_train=1, num_val=1, seed=0, progress=False)
+    dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(tmp_path)))
+    for seed in range(3):  # random resizes and crops (mmcv draws them with numpy)
+        np.random.seed(seed)
+        sample = dataset[0]
+        assert tuple(sample['inputs'].shape[1:]) == (128, 128)
+        assert sample['data_samples'].gt_sem_seg.data.shape[1:] == (128, 128)
 
 
 # ---------------------------------------------------------------- the UperNet configs
