@@ -80,21 +80,43 @@ def test_test_tool_stops_at_start_on_a_missing_data_root(tmp_path):
     assert not (tmp_path / 'work').exists()
 
 
-@pytest.mark.parametrize('options,message', [
+BACKBONE_ERRORS = [
     (['model.backbone.arch=huge'], "ArgumentError: Conv2Former: unknown arch 'huge'; allowed: "),
     (['model.backbone.out_indices=[4]'], 'ArgumentError: Conv2Former: out_indices entries must be ints in [-4, 3]'),
     (["model.backbone.init_cfg.type=Pretrained", "model.backbone.init_cfg.checkpoint=checkpoints/none.pth"],
      "PretrainedWeightsNotFoundError: Conv2Former pretrained weights not found at 'checkpoints/none.pth'. "
      'The backbone is Conv2Former-nano'),
-])
-def test_train_tool_prints_backbone_config_errors_without_a_traceback(tmp_path, options, message):
+]
+
+
+def _with_synthetic_ade(folder):
     from mmconv2former.datasets.synthetic_ade import generate_synthetic_ade
-    generate_synthetic_ade(tmp_path / 'data' / 'synthetic_ade', num_train=1, num_val=1, progress=False)
-    result = _run_in_empty_folder(tmp_path, ROOT / 'tools/train.py', SEG_QUICKSTART, '--no-progress',
-                                  '--cfg-options', 'train_cfg.max_iters=1', *options)
+    generate_synthetic_ade(folder / 'data' / 'synthetic_ade', num_train=1, num_val=1, progress=False)
+    return folder
+
+
+def test_train_tool_prints_backbone_config_errors_without_a_traceback(tmp_path):
+    """The real process, for the error that comes last (missing weights, when training starts); the errors of the
+    model build take the same way out (run_tool), in-process below (each run of the tool takes ~10 s to start)."""
+    options, message = BACKBONE_ERRORS[-1]
+    result = _run_in_empty_folder(_with_synthetic_ade(tmp_path), ROOT / 'tools/train.py', SEG_QUICKSTART,
+                                  '--no-progress', '--cfg-options', 'train_cfg.max_iters=1', *options)
     assert result.returncode == 1, result.stderr[-2000:]
     assert message in result.stderr
     assert 'Traceback' not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize('options,message', BACKBONE_ERRORS[:-1], ids=['arch', 'out_indices'])
+def test_train_tool_exits_with_the_backbone_config_error_only(tmp_path, monkeypatch, capfd, options, message):
+    """What tools/train.py does as a process (run_tool around its main), in this process: sys.exit with the message,
+    which Python prints to stderr with exit status 1, and no traceback printed on the way."""
+    monkeypatch.chdir(_with_synthetic_ade(tmp_path))
+    argv = [str(SEG_QUICKSTART), '--no-progress', '--work-dir', str(tmp_path / 'work'),
+            '--cfg-options', 'train_cfg.max_iters=1', *options]
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool(lambda: _tool('train').main(argv))
+    assert isinstance(exit_info.value.code, str) and message in exit_info.value.code
+    assert 'Traceback' not in ''.join(capfd.readouterr())
 
 
 @pytest.mark.parametrize('tool,config,argv', [('train', SEG_QUICKSTART, []), ('test', DET_QUICKSTART, ['x.pth'])])
