@@ -111,8 +111,10 @@ def test_train_tool_exits_with_the_backbone_config_error_only(tmp_path, monkeypa
     """What tools/train.py does as a process (run_tool around its main), in this process: sys.exit with the message,
     which Python prints to stderr with exit status 1, and no traceback printed on the way."""
     monkeypatch.chdir(_with_synthetic_ade(tmp_path))
+    # A name of its own: mmengine reuses the logger of a run with the same name (config and second), whose handler
+    # would still write to the previous test's captured (closed) output.
     argv = [str(SEG_QUICKSTART), '--no-progress', '--work-dir', str(tmp_path / 'work'),
-            '--cfg-options', 'train_cfg.max_iters=1', *options]
+            '--cfg-options', 'train_cfg.max_iters=1', f'experiment_name={tmp_path.name}', *options]
     with pytest.raises(SystemExit) as exit_info:
         run_tool(lambda: _tool('train').main(argv))
     assert isinstance(exit_info.value.code, str) and message in exit_info.value.code
