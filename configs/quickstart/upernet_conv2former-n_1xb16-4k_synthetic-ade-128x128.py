@@ -1,6 +1,7 @@
 # The segmentation quickstart trained long enough to learn the task (the learning evidence in docs/segmentation.md,
 # one GPU, ~5 min on an H100): 128x128 crops, which hold whole objects, so that the shape and texture that tell the
-# classes apart are visible. Make 3000 training images first (validation stays the quickstart's 50):
+# classes apart are visible. Make 3000 training images first (validation: the tool's default 50; the CPU demo
+# makes the first 20 of them):
 #   python tools/dataset_converters/make_synthetic_ade.py --out data/synthetic_ade --num-train 3000 --workers 8
 _base_ = './upernet_conv2former-n_1xb4-300_synthetic-ade-64x64.py'
 
