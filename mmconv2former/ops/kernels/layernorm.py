@@ -3,8 +3,8 @@ layer-scaled, drop-path-masked residual add that precedes it), the residual add 
 (optionally producing the masked, cast gradient of the next residual branch) and the masked cast of an incoming
 gradient. `scale` is the per-sample drop-path multiplier (N,) or None; the sample of row r is r // HW.
 Column sums (LayerNorm weight/bias gradients, bias gradients of the 1x1 convs) are added with fp32 atomics into
-zeroed buffers the caller provides. `_lsgrad_kernel` turns G = D^T m into the gradients of a 1x1 conv whose weight
-and bias were scaled by a layer scale.
+zeroed buffers the caller provides. `_lsgrad2_kernel` turns G = D^T m into the gradients of the block's two 1x1 convs
+whose weight and bias were scaled by a layer scale.
 """
 import torch
 
@@ -117,27 +117,11 @@ if HAS_TRITON:
             tl.store(DS + off, d.to(DS.dtype.element_ty), mask=msk)
             tl.atomic_add(PS + cols, tl.sum(d, axis=0), mask=cmask)
 
-    @triton.jit(do_not_specialize=['K'])
-    def _lsgrad_kernel(G, W, B, LS, SUMD, DW, DB, DLS, K, BLOCK_K: tl.constexpr):
-        """Row c of a 1x1 conv r = m @ (ls W)^T + ls b: from G = D^T m and SUMD = colsum(D), dW = ls * G,
-        db = ls * SUMD, dls = sum_k W * G + b * SUMD."""
-        c = tl.program_id(0)
-        k = tl.arange(0, BLOCK_K)
-        kmask = k < K
-        off = c.to(tl.int64) * K + k
-        g = tl.load(G + off, mask=kmask, other=0.0).to(tl.float32)
-        w = tl.load(W + off, mask=kmask, other=0.0).to(tl.float32)
-        ls = tl.load(LS + c).to(tl.float32)
-        sd = tl.load(SUMD + c)
-        tl.store(DW + off, ls * g, mask=kmask)
-        tl.store(DB + c, ls * sd)
-        tl.store(DLS + c, tl.sum(w * g, axis=0) + tl.load(B + c).to(tl.float32) * sd)
-
     @triton.jit(do_not_specialize=['C'])
     def _lsgrad2_kernel(G1, W1, B1, LS1, SUMD1, DW1, DB1, DLS1, G2, W2, B2, LS2, SUMD2, DW2, DB2, DLS2, C,
                         BLOCK_K: tl.constexpr):
-        """`_lsgrad_kernel` for two layer-scaled 1x1 convs in one launch: rows 0..C-1 of (G1: (C, C)), then rows
-        of (G2: (C, 4C))."""
+        """Gradients of the block's two layer-scaled 1x1 convs in one launch: rows 0..C-1 of (G1: (C, C)), then rows
+        of (G2: (C, 4C)); see `_lsgrad_row`."""
         pid = tl.program_id(0)
         if pid < C:
             _lsgrad_row(G1, W1, B1, LS1, SUMD1, DW1, DB1, DLS1, pid, C, BLOCK_K)
@@ -146,6 +130,8 @@ if HAS_TRITON:
 
     @triton.jit
     def _lsgrad_row(G, W, B, LS, SUMD, DW, DB, DLS, c, K, BLOCK_K: tl.constexpr):
+        """Row c of a 1x1 conv r = m @ (ls W)^T + ls b: from G = D^T m and SUMD = colsum(D), dW = ls * G,
+        db = ls * SUMD, dls = sum_k W * G + b * SUMD."""
         k = tl.arange(0, BLOCK_K)
         kmask = k < K
         off = c.to(tl.int64) * K + k
@@ -162,7 +148,6 @@ if HAS_TRITON:
     _residual = FastLauncher(_residual_kernel)
     _scale_cast = FastLauncher(_scale_cast_kernel)
     _ln_bwd = FastLauncher(_ln_bwd_kernel)
-    _lsgrad = FastLauncher(_lsgrad_kernel)
 
 
 def _row_blocks(C: int):
@@ -233,16 +218,9 @@ def layer_norm_bwd(x, mean, rstd, weight, dy, dweight, dbias, dres=None, dx_dtyp
     return (dx, ds) if store_ds else dx
 
 
-def layer_scale_grads(gm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ls: torch.Tensor,
-                      sum_d: torch.Tensor, dweight: torch.Tensor, dbias: torch.Tensor, dls: torch.Tensor):
-    """Gradients of r = m @ (ls W)^T + ls b from G = D^T m (any float dtype, (C, K)) and colsum(D): writes
-    dweight (C*K), dbias (C), dls (C) (fp32 buffers)."""
-    C, K = gm.shape
-    _lsgrad[(C,)](gm, weight, bias, ls, sum_d, dweight, dbias, dls, K, triton.next_power_of_2(K), num_warps=4)
-
-
 def layer_scale_grads2(gm1, w1, b1, ls1, sum_d1, dw1, db1, dls1, gm2, w2, b2, ls2, sum_d2, dw2, db2, dls2):
-    """`layer_scale_grads` of the block's two layer-scaled 1x1 convs (G1: (C, C), G2: (C, 4C)) in one launch."""
+    """Gradients of the block's two layer-scaled 1x1 convs r = m @ (ls W)^T + ls b from G = D^T m (G1: (C, C),
+    G2: (C, 4C)) and colsum(D), in one launch: writes dW (C*K), db (C), dls (C) into fp32 buffers."""
     C = gm1.shape[0]
     _lsgrad2[(2 * C,)](gm1, w1, b1, ls1, sum_d1, dw1, db1, dls1, gm2, w2, b2, ls2, sum_d2, dw2, db2, dls2, C,
                        triton.next_power_of_2(4 * C), num_warps=4)
