@@ -254,6 +254,10 @@ def test_backbone_fast_vs_reference(with_cp):
                 p.uniform_(0.5, 1.5)
     fast = copy.deepcopy(ref)
     fast.fast_path = True
+    # the fast path runs the stem and downsampling layers channels-last (no layout copies between the stages)
+    stem_bn_layouts = []
+    fast.downsample_layers[0][2].register_forward_hook(
+        lambda mod, inputs, out: stem_bn_layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
     x = torch.randn(2, 3, 67, 99, device='cuda')
     outs = []
     for model in (ref, fast):
@@ -262,6 +266,9 @@ def test_backbone_fast_vs_reference(with_cp):
         sum((y * torch.linspace(-1, 1, y.numel(), device='cuda').view_as(y)).sum() for y in ys).backward()
         outs.append((ys, xi.grad, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
     (ys_r, dx_r, g_r), (ys_f, dx_f, g_f) = outs
+    assert stem_bn_layouts == [True]
+    # ... but hands standard contiguous NCHW maps to the necks (mmcv's RoIAlign reads raw NCHW memory)
+    assert all(y.is_contiguous() for y in ys_f)
     assert all(max_rel(a, b) < 1e-4 for a, b in zip(ys_f, ys_r))
     assert max_rel(dx_f, dx_r) < 1e-4
     assert g_r.keys() == g_f.keys()

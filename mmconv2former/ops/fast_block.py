@@ -15,9 +15,10 @@ channels; `cd` is the compute dtype: the autocast dtype, else the input dtype):
     r2 = h @ (ls2*W2)^T + ls2*b2                  GEMM
     out = x1 + s2[n]*r2                           Triton row kernel
 
-Saved for backward: x, av, x1, h0 and the LayerNorm statistics (the reference saves about three times more).
-The backward recomputes xn1, xn2, GELU(a), m, GELU(h0) and h instead of saving them, and gets the layer-scale
-gradients without the branch outputs: with G = D^T m (D the masked residual gradient), dWp = ls1 * G,
+Saved for backward: x, av, x1, h0, xn1, xn2, GELU(a) (in the conv's blocked layout) and the LayerNorm statistics,
+22 bytes per pixel-channel with bf16 compute (the reference keeps about 80). The backward recomputes m, GELU(h0) and h
+instead of saving them (kept tensors cost memory, recomputing costs launches: each launch costs 15-25 us of host
+time, which bounds the small stages), and gets the layer-scale gradients without the branch outputs: with G = D^T m (D the masked residual gradient), dWp = ls1 * G,
 dls1 = rowsum(Wp * G) + bp * colsum(D).
 
 The block runs as one `torch.library` custom op (`mmconv2former::block_fwd`, backward `mmconv2former::block_bwd`),
@@ -75,10 +76,23 @@ def _grad_sizes(C: int, K: int):
     return _LAYOUTS[key]
 
 
+_MM_OUT_DTYPE = hasattr(torch.ops.aten.mm, 'dtype')  # torch.mm(..., out_dtype=) on CUDA (torch >= 2.8)
+
+
+def _mm_f32(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b as fp32: half-precision inputs accumulate straight into an fp32 output (no bf16 rounding, no cast
+    launch) where torch supports it."""
+    if a.dtype == torch.float32:
+        return torch.mm(a, b)
+    if _MM_OUT_DTYPE and a.is_cuda:
+        return torch.mm(a, b, out_dtype=torch.float32)
+    return torch.mm(a, b).float()
+
+
 def _block_fwd_impl(x: Tensor, p: List[Tensor], s1: Optional[Tensor], s2: Optional[Tensor], eps1: float,
                     eps2: float, cd: torch.dtype, for_backward: bool = True):
-    """Returns (out, av, x1, h0, stats, wbuf, wbuf32): the output and what the backward needs (stats is None
-    unless `for_backward`)."""
+    """Returns (out, av, x1, h0, xn1, xn2, ga, stats, wbuf, wbuf32): the output and what the backward needs (xn1,
+    xn2, ga = the blocked GELU(a) and stats are None unless `for_backward`)."""
     (ln1_w, ln1_b, wa, ba, wdw, bdw, wv, bv, wp, bp, ls1, ln2_w, ln2_b, w1, b1, wpos, bpos, w2, b2, ls2) = p
     N, H, W, C = x.shape
     M, HW = N * H * W, H * W
@@ -90,28 +104,31 @@ def _block_fwd_impl(x: Tensor, p: List[Tensor], s1: Optional[Tensor], s2: Option
         wav, bav, wps, bps, w1c, b1c, w2s, b2s, wt_dw, wt_pos, bdw32, bpos32 = _wt.unpack_block_weights(
             wbuf, wbuf32, C, wdw.shape[-1])
         x2d = x.view(M, C)
-        xn1, mean1, rstd1 = _ln.layer_norm(x2d, ln1_w, ln1_b, eps1, cd)
+        # the LayerNorm outputs and statistics are kept for the backward (cheaper than two recomputing launches)
+        stats = x.new_empty((4, M), dtype=torch.float32) if for_backward else None
+        mean1, rstd1, mean2, rstd2 = stats.unbind(0) if for_backward else (None,) * 4
+        xn1, _, _ = _ln.layer_norm(x2d, ln1_w, ln1_b, eps1, cd, mean=mean1, rstd=rstd1)
         av = F.linear(xn1, wav, bav)
-        del xn1
-        m = _dw.convmod_fwd(av, wt_dw, bdw32, (N, H, W))
+        m, ga = _dw.convmod_fwd(av, wt_dw, bdw32, (N, H, W))
+        ga = ga if for_backward else None
         r1 = F.linear(m, wps, bps)
         del m
-        x1, xn2, mean2, rstd2 = _ln.layer_norm(x2d, ln2_w, ln2_b, eps2, cd, res=r1, scale=s1, hw=HW,
-                                               res_out_dtype=od)
+        x1, xn2, _, _ = _ln.layer_norm(x2d, ln2_w, ln2_b, eps2, cd, res=r1, scale=s1, hw=HW, res_out_dtype=od,
+                                       mean=mean2, rstd=rstd2)
         del r1
         h0 = F.linear(xn2, w1c, b1c)
-        del xn2
+        if not for_backward:
+            xn1 = xn2 = None
         h = _dw.mlp_pos_fwd(h0, wt_pos, bpos32, (N, H, W))
         r2 = F.linear(h, w2s, b2s)
         del h
         out = _ln.residual_add(x1, r2, s2, HW, od)
-    stats = torch.stack([mean1, rstd1, mean2, rstd2]) if for_backward else None
-    return out.view(N, H, W, C), av, x1, h0, stats, wbuf, wbuf32
+    return out.view(N, H, W, C), av, x1, h0, xn1, xn2, ga, stats, wbuf, wbuf32
 
 
-def _block_bwd_impl(gout: Tensor, x: Tensor, av: Tensor, x1: Tensor, h0: Tensor, stats: Tensor, wbuf: Tensor,
-                    wbuf32: Tensor, p: List[Tensor], s1: Optional[Tensor], s2: Optional[Tensor], eps1: float,
-                    eps2: float, cd: torch.dtype) -> List[Tensor]:
+def _block_bwd_impl(gout: Tensor, x: Tensor, av: Tensor, x1: Tensor, h0: Tensor, xn1: Tensor, xn2: Tensor,
+                    ga: Tensor, stats: Tensor, wbuf: Tensor, wbuf32: Tensor, p: List[Tensor], s1: Optional[Tensor],
+                    s2: Optional[Tensor], cd: torch.dtype) -> List[Tensor]:
     """Returns [dx, packed fp32 gradients (see `_grad_sizes`), d[Wa; Wv] (2C, C), dW1 (4C, C)]."""
     (ln1_w, ln1_b, wa, ba, wdw, bdw, wv, bv, wp, bp, ls1, ln2_w, ln2_b, w1, b1, wpos, bpos, w2, b2, ls2) = p
     N, H, W, C = x.shape
@@ -136,8 +153,7 @@ def _block_bwd_impl(gout: Tensor, x: Tensor, av: Tensor, x1: Tensor, h0: Tensor,
         gm2 = torch.mm(d2.t(), h)
         del h, d2
         dxn2 = torch.mm(dh0, w1c)
-        xn2, _, _ = _ln.layer_norm(x1, ln2_w, ln2_b, eps2, cd)
-        dw1 = torch.mm(dh0.t(), xn2).float()
+        dw1 = _mm_f32(dh0.t(), xn2)
         del dh0, xn2
         dx1, d1 = _ln.layer_norm_bwd(x1, mean2, rstd2, ln2_w, dxn2, gr[G['ln2_w']], gr[G['ln2_b']], dres=g2,
                                      dx_dtype=torch.float32, scale=s1, hw=HW, ds_dtype=cd,
@@ -145,7 +161,9 @@ def _block_bwd_impl(gout: Tensor, x: Tensor, av: Tensor, x1: Tensor, h0: Tensor,
         del dxn2
         # ---- ConvMod branch: x1 = x + s1 * (m @ (ls1 Wp)^T + ls1 bp)
         dm = torch.mm(d1, wps)
-        m, dav = _dw.convmod_bwd(av, dm, wt_dw, bdw32, shape, gr[G['wdw']], gr[G['bdw']], gr[G['ba']], gr[G['bv']])
+        m, dav = _dw.convmod_bwd(av, dm, wt_dw, bdw32, shape, gr[G['wdw']], gr[G['bdw']], gr[G['ba']], gr[G['bv']],
+                                 g=ga)
+        del ga
         del dm
         gm1 = torch.mm(d1.t(), m)
         del m, d1
@@ -155,8 +173,7 @@ def _block_bwd_impl(gout: Tensor, x: Tensor, av: Tensor, x1: Tensor, h0: Tensor,
         del gm1, gm2
         dxn1 = torch.mm(dav, wav)
         x2d = x.reshape(M, C)
-        xn1, _, _ = _ln.layer_norm(x2d, ln1_w, ln1_b, eps1, cd)
-        dwav = torch.mm(dav.t(), xn1).float()
+        dwav = _mm_f32(dav.t(), xn1)
         del dav, xn1
         dx = _ln.layer_norm_bwd(x2d, mean1, rstd1, ln1_w, dxn1, gr[G['ln1_w']], gr[G['ln1_b']], dres=dx1,
                                 dx_dtype=x.dtype)
@@ -192,14 +209,16 @@ _HAS_CUSTOM_OP = hasattr(torch.library, 'custom_op') and hasattr(torch.library, 
 def _fwd_outputs_like(x: Tensor, ls1: Tensor, wdw: Tensor, cd: torch.dtype):
     N, H, W, C = x.shape
     M, K = N * H * W, wdw.shape[-1]
+    BL = _dw.block_width(C, K)
     od = torch.promote_types(x.dtype, ls1.dtype)
     f32 = torch.float32
     return (x.new_empty((N, H, W, C), dtype=od), x.new_empty((M, 2 * C), dtype=cd), x.new_empty((M, C), dtype=od),
-            x.new_empty((M, 4 * C), dtype=cd), x.new_empty((4, M), dtype=f32),
+            x.new_empty((M, 4 * C), dtype=cd), x.new_empty((M, C), dtype=cd), x.new_empty((M, C), dtype=cd),
+            x.new_empty((C // BL, M, BL), dtype=cd), x.new_empty((4, M), dtype=f32),
             x.new_empty((11 * C * C + 8 * C,), dtype=cd), x.new_empty(((K * K + 41) * C,), dtype=f32))
 
 
-_FWD_RETURNS = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+_FWD_RETURNS = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
 
 class _BlockFunction(torch.autograd.Function):
@@ -211,15 +230,15 @@ class _BlockFunction(torch.autograd.Function):
         s1, s2, eps1, eps2, cd = args[NUM_PARAMS:]
         out = _block_fwd_impl(x.contiguous(), params, s1, s2, eps1, eps2, cd)
         ctx.save_for_backward(x, *out[1:], s1, s2, *params)
-        ctx.eps, ctx.cd = (eps1, eps2), cd
+        ctx.cd = cd
         return out[0]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gout):
-        x, av, x1, h0, stats, wbuf, wbuf32, s1, s2, *params = ctx.saved_tensors
-        dx, flat, dwav, dw1 = _block_bwd_impl(gout, x, av, x1, h0, stats, wbuf, wbuf32, params, s1, s2,
-                                              ctx.eps[0], ctx.eps[1], ctx.cd)
+        x, av, x1, h0, xn1, xn2, ga, stats, wbuf, wbuf32, s1, s2, *params = ctx.saved_tensors
+        dx, flat, dwav, dw1 = _block_bwd_impl(gout, x, av, x1, h0, xn1, xn2, ga, stats, wbuf, wbuf32, params, s1, s2,
+                                              ctx.cd)
         return (dx, *_unpack_grads(flat, dwav, dw1, params)) + (None,) * 5
 
 
@@ -240,13 +259,13 @@ if _HAS_CUSTOM_OP:
         return _fwd_outputs_like(x, ls1, wdw, compute_dtype)
 
     @torch.library.custom_op('mmconv2former::block_bwd', mutates_args=())
-    def _block_bwd_op(gout: Tensor, x: Tensor, av: Tensor, x1: Tensor, h0: Tensor, stats: Tensor, wbuf: Tensor,
-                      wbuf32: Tensor, params: List[Tensor], s1: Optional[Tensor], s2: Optional[Tensor], eps1: float,
-                      eps2: float, compute_dtype: torch.dtype) -> List[Tensor]:
-        return _block_bwd_impl(gout, x, av, x1, h0, stats, wbuf, wbuf32, params, s1, s2, eps1, eps2, compute_dtype)
+    def _block_bwd_op(gout: Tensor, x: Tensor, av: Tensor, x1: Tensor, h0: Tensor, xn1: Tensor, xn2: Tensor,
+                      ga: Tensor, stats: Tensor, wbuf: Tensor, wbuf32: Tensor, params: List[Tensor],
+                      s1: Optional[Tensor], s2: Optional[Tensor], compute_dtype: torch.dtype) -> List[Tensor]:
+        return _block_bwd_impl(gout, x, av, x1, h0, xn1, xn2, ga, stats, wbuf, wbuf32, params, s1, s2, compute_dtype)
 
     @_block_bwd_op.register_fake
-    def _(gout, x, av, x1, h0, stats, wbuf, wbuf32, params, s1, s2, eps1, eps2, compute_dtype):
+    def _(gout, x, av, x1, h0, xn1, xn2, ga, stats, wbuf, wbuf32, params, s1, s2, compute_dtype):
         C, K = x.shape[-1], params[4].shape[-1]
         total = _grad_sizes(C, K)[1]
         f32 = torch.float32
@@ -256,17 +275,16 @@ if _HAS_CUSTOM_OP:
     def _block_setup_context(ctx, inputs, output):
         x = inputs[0]
         params = list(inputs[1:1 + NUM_PARAMS])
-        s1, s2, eps1, eps2, cd = inputs[1 + NUM_PARAMS:]
+        s1, s2, _, _, cd = inputs[1 + NUM_PARAMS:]
         ctx.save_for_backward(x, *output[1:], s1, s2, *params)
-        ctx.eps = (eps1, eps2)
         ctx.cd = cd
 
     def _block_backward(ctx, gout, *unused):
-        x, av, x1, h0, stats, wbuf, wbuf32, s1, s2, *params = ctx.saved_tensors
+        x, av, x1, h0, xn1, xn2, ga, stats, wbuf, wbuf32, s1, s2, *params = ctx.saved_tensors
         if gout is None:
             return (None,) * (1 + NUM_PARAMS + 5)
-        dx, flat, dwav, dw1 = torch.ops.mmconv2former.block_bwd(gout, x, av, x1, h0, stats, wbuf, wbuf32, params,
-                                                                s1, s2, ctx.eps[0], ctx.eps[1], ctx.cd)
+        dx, flat, dwav, dw1 = torch.ops.mmconv2former.block_bwd(gout, x, av, x1, h0, xn1, xn2, ga, stats, wbuf,
+                                                                wbuf32, params, s1, s2, ctx.cd)
         return (dx, *_unpack_grads(flat, dwav, dw1, params)) + (None,) * 5
 
     torch.library.register_autograd('mmconv2former::block_fwd', _block_backward, setup_context=_block_setup_context)
@@ -277,7 +295,7 @@ if _HAS_CUSTOM_OP:
         """Fused GELU -> depthwise k x k (+ bias) -> multiply by v, on channels-last `av = [a | v]` (N, H, W, 2C)."""
         N, H, W, C2 = av.shape
         return _dw.convmod_fwd(av.contiguous().view(-1, C2), _dw.conv_weights(weight), bias.detach().float(),
-                               (N, H, W)).view(N, H, W, C2 // 2)
+                               (N, H, W))[0].view(N, H, W, C2 // 2)
 
     @convmod_dw.register_fake
     def _(av, weight, bias):

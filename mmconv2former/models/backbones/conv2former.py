@@ -64,6 +64,13 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     return dict(depths=depths, dims=dims, kernel_size=kernel_size)
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """torch.channels_last for an NCHW tensor stored as NHWC, else torch.contiguous_format."""
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map (the released model's channels_first LayerNorm).
 
@@ -75,8 +82,9 @@ class LayerNorm2d(nn.LayerNorm):
         super().__init__(num_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2).contiguous()
+        y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        # keep the input's memory format: NCHW on the reference path, channels-last (no copy) on the fast path
+        return y.permute(0, 3, 1, 2).contiguous(memory_format=memory_format_of(x))
 
 
 class ConvMod(nn.Module):
@@ -347,17 +355,23 @@ class Conv2Former(Conv2FormerBody, BaseModule):
                 x = cp.checkpoint(forward, x, use_reentrant=False)
             else:
                 x = forward(x)
-        return x.permute(0, 3, 1, 2).contiguous() if fast else x
+        return x.permute(0, 3, 1, 2) if fast else x  # fast: stays channels-last in memory
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
         fast = self._use_fast_path(x)
+        if fast:
+            # The fused blocks work on NHWC rows: run the stem and the downsampling layers channels-last too
+            # (cuDNN's NHWC convolutions, PyTorch's channels-last BatchNorm, no layout copies between stages).
+            x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i in range(self.num_stages_run):
             x = self.downsample_layers[i](x)
             x = self._run_blocks(self.stages[i], x, fast)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                # outputs in the standard NCHW layout: the necks' and heads' ops (mmcv's RoIAlign among them)
+                # assume contiguous NCHW
+                outs.append(getattr(self, f'norm{i}')(x).contiguous())
         return tuple(outs)
 
     def get_layer_depth(self, param_name: str, decay_type: str = 'layer_wise') -> Tuple[int, int]:

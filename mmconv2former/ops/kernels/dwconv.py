@@ -22,28 +22,21 @@ Two implementations of the convolutions (`IMPL`, per kernel size class 'large' (
 environment variable `MMCONV2FORMER_DW_IMPL` overrides it, e.g. `v2`, `v3` or `large=v3,small=v2`):
 - v2 (`_dwconv_kernel`, `_dw_wgrad_kernel`): a 2D pixel tile per program, one masked L1 load per pixel and tap.
 - v3 (`_dwc_kernel`, `_dwc_wgrad_kernel`): register row reuse. A program owns TH output rows x TW pixels x BC
-  channels (one pixel's BC channels per thread, TH accumulators per thread). For each kernel column j it loads the
-  TH + k - 1 input rows shifted by j once each and adds every loaded row into all the output rows it touches
-  (up to k of them), so an input value is loaded (TH + k - 1) / TH times per kernel column instead of k times;
-  the k taps of column j are loaded once per program. The weight gradient does the same with the roles of the
-  accumulators swapped (one kernel column j per program, k accumulators, a reduction over the pixels at the end).
-  Programs walk the channel blocks fastest, so the row-major (M, C) rows read and written by the epilogues are
-  used whole while in L2. The flipped taps of the transposed convolution are indexed in the kernel.
+  channels (TW / (32 * num_warps) pixels' BC channels per thread, TH accumulators per pixel; `V3_TILES` sets TH,
+  TW and the warps per kernel and size class). For each kernel column j it loads the TH + k - 1 input rows shifted
+  by j once each and adds every loaded row into all the output rows it touches (up to k of them), so an input
+  value is loaded (TH + k - 1) / TH times per kernel column instead of k times; the k taps of column j are loaded
+  once per program. The weight gradient does the same with the roles of the accumulators swapped (one kernel
+  column j per program, k accumulators, a reduction over the pixels at the end; or all k columns, k*k
+  accumulators). Programs walk the channel blocks fastest, so the row-major (M, C) rows read and written by the
+  epilogues are used whole while in L2. The flipped taps of the transposed convolution are indexed in the kernel.
 """
+import functools
 import os
 
 import torch
 
-from .launch import FastLauncher
-
-try:
-    import triton
-    import triton.language as tl
-    HAS_TRITON = True
-except Exception:  # pragma: no cover - triton missing or broken
-    triton = None
-    tl = None
-    HAS_TRITON = False
+from .launch import HAS_TRITON, FastLauncher, cdiv, next_power_of_2, tl, triton
 
 MODE_A_FWD, MODE_A_BWD, MODE_A_DGRAD, MODE_B_FWD, MODE_B_BWD, MODE_B_DGRAD = range(6)
 
@@ -217,10 +210,11 @@ if HAS_TRITON:
                     P1, P2,
                     M, H, W, C, tiles_w, tiles_h, n_cb,
                     MODE: tl.constexpr, K: tl.constexpr, FLIP: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
-                    BC: tl.constexpr, VEC: tl.constexpr):
+                    UNROLL: tl.constexpr, BC: tl.constexpr, VEC: tl.constexpr):
         """v3 depthwise KxK conv of the channel-blocked IN (C/BC, M, BC) for TH output rows x TW pixels x BC
         channels, then the epilogue of MODE (same modes and operands as `_dwconv_kernel`; the blocked outputs are
-        O3 in MODE 1 and O2 in MODE 4). FLIP: use the taps of the transposed convolution."""
+        O3 in MODE 1 and O2 in MODE 4). FLIP: use the taps of the transposed convolution. UNROLL: unroll the loop
+        over the kernel columns at compile time."""
         PAD: tl.constexpr = K // 2
         pid = tl.program_id(0)
         pid_c = pid % n_cb
@@ -238,7 +232,7 @@ if HAS_TRITON:
         acc = (zero,)
         for _y in tl.static_range(TH - 1):
             acc = acc + (zero,)
-        for j in range(K):
+        for j in (tl.static_range if UNROLL else range)(K):
             xx = xs + (j - PAD)
             cok = (xx >= 0) & (xx < W)
             ptr = IN + img + (xx * BC)[:, None] + lane[None, :]
@@ -320,12 +314,15 @@ if HAS_TRITON:
 
     @triton.jit(do_not_specialize=['M', 'H', 'W', 'C', 'tiles_w', 'tiles_h', 'n_tiles', 'tiles_per_prog'])
     def _dwc_wgrad_kernel(G, DY, DW, M, H, W, C, tiles_w, tiles_h, n_tiles, tiles_per_prog,
-                          K: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr):
+                          K: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, UNROLL: tl.constexpr,
+                          BC: tl.constexpr):
         """v3 weight gradient: DW[c, i, j] += sum_p g[p + (i - P, j - P), c] * dy[p, c] over the tiles of split s,
-        for the kernel column j of this program (grid: K x C/BC x splits); g, dy blocked (C/BC, M, BC). Each
-        loaded row of g is added into the accumulators of all the kernel rows i it meets."""
+        for the kernel column j of this program (grid: K x C/BC x splits), or for all K columns if UNROLL (grid:
+        1 x C/BC x splits; K*K accumulators, the dy rows loaded once for all columns); g, dy blocked (C/BC, M, BC).
+        Each loaded row of g is added into the accumulators of all the kernel rows i it meets."""
         PAD: tl.constexpr = K // 2
-        j = tl.program_id(0)
+        KJ: tl.constexpr = K if UNROLL else 1  # kernel columns per program
+        j0 = tl.program_id(0)
         pid_c = tl.program_id(1)
         pid_s = tl.program_id(2)
         lane = tl.arange(0, BC)
@@ -333,7 +330,7 @@ if HAS_TRITON:
         cb = pid_c.to(tl.int64) * M * BC
         zero = tl.zeros([TW, BC], dtype=tl.float32)
         acc = (zero,)
-        for _i in tl.static_range(K - 1):
+        for _i in tl.static_range(KJ * K - 1):
             acc = acc + (zero,)
         t_start = pid_s * tiles_per_prog
         t_end = tl.minimum(t_start + tiles_per_prog, n_tiles)
@@ -351,18 +348,20 @@ if HAS_TRITON:
             for y in tl.static_range(1, TH):
                 dys = dys + (tl.load(dptr + (y0 + y) * (W * BC), mask=(xok & (y0 + y < H))[:, None],
                                      other=0.0).to(tl.float32),)
-            xx = xs + (j - PAD)
-            cok = (xx >= 0) & (xx < W)
-            gptr = G + img + (xx * BC)[:, None] + lane[None, :]
-            for r in tl.static_range(TH + K - 1):
-                hh = y0 + (r - PAD)
-                ok = cok & (hh >= 0) & (hh < H)
-                v = tl.load(gptr + hh * (W * BC), mask=ok[:, None], other=0.0).to(tl.float32)
-                for y in tl.static_range(TH):
-                    if r - y >= 0 and r - y < K:
-                        acc = _tset(acc, r - y, acc[r - y] + v * dys[y])
-        for i in tl.static_range(K):
-            tl.atomic_add(DW + c * (K * K) + i * K + j, tl.sum(acc[i], axis=0))
+            for jj in tl.static_range(KJ):  # column j0 + jj, accumulators jj*K .. jj*K + K - 1
+                xx = xs + (j0 + jj - PAD)
+                cok = (xx >= 0) & (xx < W)
+                gptr = G + img + (xx * BC)[:, None] + lane[None, :]
+                for r in tl.static_range(TH + K - 1):
+                    hh = y0 + (r - PAD)
+                    ok = cok & (hh >= 0) & (hh < H)
+                    v = tl.load(gptr + hh * (W * BC), mask=ok[:, None], other=0.0).to(tl.float32)
+                    for y in tl.static_range(TH):
+                        if r - y >= 0 and r - y < K:
+                            acc = _tset(acc, jj * K + r - y, acc[jj * K + r - y] + v * dys[y])
+        for jj in tl.static_range(KJ):
+            for i in tl.static_range(K):
+                tl.atomic_add(DW + c * (K * K) + i * K + j0 + jj, tl.sum(acc[jj * K + i], axis=0))
 
     _gelu_blocked = FastLauncher(_gelu_blocked_kernel)
     _dwc = FastLauncher(_dwc_kernel)
@@ -378,15 +377,12 @@ def _pow2_divisor(n: int, cap: int) -> int:
     return d
 
 
+@functools.cache
 def _vec(*strides: int, cap: int = 8) -> int:
     v = cap
     for s in strides:
         v = min(v, _pow2_divisor(s, cap))
     return v
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def _parse_impl(spec: str):
@@ -436,13 +432,42 @@ def _conv_tiles(BC: int, H: int, W: int):
     return th, tw
 
 
-V3_TH, V3_TW = 8, 32  # output rows (register accumulators per thread) and pixels of a row per program
+_TILES_FORM = ('KIND_CLASS=THxTWxWARPSxUNROLL[,...] with KIND_CLASS one of conv_large, conv_small, wgrad_large, '
+               'wgrad_small; TH >= 1; WARPS 1, 2, 4 or 8; TW a power of 2, at least 32*WARPS; UNROLL 0 or 1')
 
 
-def _v3_tiles(W: int, BC: int):
-    """(TH, TW, num_warps): one warp per program, one pixel's BC channels per thread. Each thread does the same
-    work whatever TW is, and 32 wastes the fewest masked pixels at the widths of the network (W = 336 .. 16)."""
-    return V3_TH, V3_TW, 1
+def _parse_tiles(spec: str, tiles: dict) -> dict:
+    """A copy of `tiles` with the entries of `spec` (the form of `MMCONV2FORMER_DW_TILES`) replaced."""
+    tiles = dict(tiles)
+    for part in filter(None, (p.strip() for p in spec.lower().split(','))):
+        key, _, val = part.rpartition('=')
+        try:
+            th, tw, warps, unroll = (int(v) for v in val.split('x'))
+            ok = (key in tiles and th >= 1 and warps in (1, 2, 4, 8) and tw >= 32 * warps and tw & (tw - 1) == 0
+                  and unroll in (0, 1))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f'MMCONV2FORMER_DW_TILES: bad entry {part!r}, expected {_TILES_FORM}')
+        tiles[key] = (th, tw, warps, unroll)
+    return tiles
+
+
+# v3 tiles per kernel ('conv': `_dwc_kernel`, 'wgrad': `_dwc_wgrad_kernel`) and kernel-size class: (TH output rows
+# (register accumulators per thread), TW pixels of a row, num_warps, UNROLL: the loop over the kernel columns
+# unrolled (conv) or all of them in one program (wgrad); at k = 11 both spill and take ~1 min to compile). TW is a
+# multiple of 32 * num_warps: a thread holds TW / (32 * num_warps) pixels of BC channels. The defaults won a sweep of
+# the spill-free configs over the COCO and ADE stage sizes of Conv2Former-T on an H200 (docs/performance.md): 4 rows
+# halve the registers of the 11x11 conv (188 -> 94: twice the resident warps), the 3x3 weight gradient gains most
+# from doing all columns in one program. `MMCONV2FORMER_DW_TILES` overrides entries, e.g. `conv_large=8x32x1x0`.
+V3_TILES = _parse_tiles(os.environ.get('MMCONV2FORMER_DW_TILES', ''),
+                        dict(conv_large=(4, 32, 1, 0), conv_small=(8, 32, 1, 0), wgrad_large=(12, 64, 2, 0),
+                             wgrad_small=(8, 64, 2, 1)))
+
+
+def _v3_tiles(kind: str, K: int):
+    """(TH, TW, num_warps, UNROLL) of the v3 `kind` ('conv' or 'wgrad') kernel for kernel size K."""
+    return V3_TILES[f'{kind}_{"large" if K > 3 else "small"}']
 
 
 def gelu_blocked(x: torch.Tensor, C: int, BL: int) -> torch.Tensor:
@@ -453,7 +478,7 @@ def gelu_blocked(x: torch.Tensor, C: int, BL: int) -> torch.Tensor:
         bcol = max(BL, 32)
         bm = 4096 // bcol
         vec = _vec(x.stride(0), BL)
-        _gelu_blocked[(_cdiv(M, bm), _cdiv(C, bcol))](x, x.stride(0), out, M, C, bm, bcol, BL, vec, num_warps=4)
+        _gelu_blocked[(cdiv(M, bm), cdiv(C, bcol))](x, x.stride(0), out, M, C, bm, bcol, BL, vec, num_warps=4)
     return out
 
 
@@ -476,19 +501,19 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
         if flip:
             wt = wt.flip(0)
         th, tw = _conv_tiles(BC, H, W)
-        tiles_w = _cdiv(W, tw)
-        tiles_img = _cdiv(H, th) * tiles_w
+        tiles_w = cdiv(W, tw)
+        tiles_img = cdiv(H, th) * tiles_w
         vec = _vec(x1.stride(0), x2.stride(0), o1.stride(0), o2.stride(0), o3.stride(0), BC)
         _dwconv[(N * tiles_img, C // BC)](inp, wt, bias, x1, x1.stride(0), x2, x2.stride(0), o1, o1.stride(0),
                                           o2, o2.stride(0), o3, o3.stride(0), p1, p2, M, H, W, C, tiles_w, tiles_img,
                                           mode, K, th, tw, BC, vec, num_warps=4)
         return
-    th, tw, warps = _v3_tiles(W, BC)
-    tiles_w, tiles_h, n_cb = _cdiv(W, tw), _cdiv(H, th), C // BC
+    th, tw, warps, unroll = _v3_tiles('conv', K)
+    tiles_w, tiles_h, n_cb = cdiv(W, tw), cdiv(H, th), C // BC
     vec = _vec(x1.stride(0), x2.stride(0), o1.stride(0), o2.stride(0), BC)
     _dwc[(N * tiles_h * tiles_w * n_cb,)](inp, wt, bias, x1, x1.stride(0), x2, x2.stride(0), o1, o1.stride(0),
                                           o2, o2.stride(0), o3, p1, p2, M, H, W, C, tiles_w, tiles_h, n_cb,
-                                          mode, K, flip, th, tw, BC, vec, num_warps=warps)
+                                          mode, K, flip, th, tw, unroll, BC, vec, num_warps=warps)
 
 
 def dw_wgrad(g: torch.Tensor, dy: torch.Tensor, shape, C: int, K: int, out: torch.Tensor):
@@ -500,28 +525,29 @@ def dw_wgrad(g: torch.Tensor, dy: torch.Tensor, shape, C: int, K: int, out: torc
     BL = g.shape[-1]
     sms = _num_sms(g.device)
     if _impl(K) == 'v3':
-        th, tw, warps = _v3_tiles(W, BL)
-        tiles_w, tiles_h = _cdiv(W, tw), _cdiv(H, th)
+        th, tw, warps, unroll = _v3_tiles('wgrad', K)
+        tiles_w, tiles_h = cdiv(W, tw), cdiv(H, th)
         n_tiles = N * tiles_h * tiles_w
-        per_split = K * (C // BL)
-        splits = max(1, min(n_tiles, _cdiv(4 * sms, per_split)))
-        tiles_per_prog = _cdiv(n_tiles, splits)
-        splits = _cdiv(n_tiles, tiles_per_prog)
-        _dwc_wgrad[(K, C // BL, splits)](g, dy, out, M, H, W, C, tiles_w, tiles_h, n_tiles, tiles_per_prog,
-                                         K, th, tw, BL, num_warps=warps)
+        cols = 1 if unroll else K  # programs per channel block and split, one per kernel column unless UNROLL
+        per_split = cols * (C // BL)
+        splits = max(1, min(n_tiles, cdiv(4 * sms, per_split)))
+        tiles_per_prog = cdiv(n_tiles, splits)
+        splits = cdiv(n_tiles, tiles_per_prog)
+        _dwc_wgrad[(cols, C // BL, splits)](g, dy, out, M, H, W, C, tiles_w, tiles_h, n_tiles, tiles_per_prog,
+                                            K, th, tw, unroll, BL, num_warps=warps)
         return
-    KP = triton.next_power_of_2(K)
+    KP = next_power_of_2(K)
     bcw = min(BL, 8 if K > 3 else 32)
     bp = max(16, 4096 // (KP * bcw))
     tw = 16 if W > 8 else 8
     th = max(1, bp // tw)
-    tiles_w = _cdiv(W, tw)
-    tiles_img = _cdiv(H, th) * tiles_w
+    tiles_w = cdiv(W, tw)
+    tiles_img = cdiv(H, th) * tiles_w
     n_tiles = N * tiles_img
     per_split = K * (C // bcw)
     splits = max(1, min(n_tiles, (4 * sms + per_split - 1) // per_split))
-    tiles_per_prog = _cdiv(n_tiles, splits)
-    splits = _cdiv(n_tiles, tiles_per_prog)
+    tiles_per_prog = cdiv(n_tiles, splits)
+    splits = cdiv(n_tiles, tiles_per_prog)
     _dw_wgrad[(K, C // bcw, splits)](g, dy, out, M, H, W, C, tiles_w, tiles_img, n_tiles, tiles_per_prog,
                                      K, KP, th, tw, BL, bcw, num_warps=4)
 
@@ -540,23 +566,26 @@ def _ksize(wt: torch.Tensor) -> int:
     return int(round(wt.shape[0] ** 0.5))
 
 
-def convmod_fwd(av: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape) -> torch.Tensor:
+def convmod_fwd(av: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape):
+    """Returns (m (M, C), g): g = GELU(a) in the blocked layout, which `convmod_bwd` can reuse."""
     C = av.shape[1] // 2
     K = _ksize(wt)
     g = gelu_blocked(av, C, block_width(C, K))
     m = torch.empty((av.shape[0], C), device=av.device, dtype=av.dtype)
     _launch_conv(MODE_A_FWD, g, wt, bias, shape, C, K, x1=av[:, C:], o1=m)
-    return m
+    return m, g
 
 
 def convmod_bwd(av: torch.Tensor, dm: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape,
-                dweight: torch.Tensor, dbias: torch.Tensor, sum_da: torch.Tensor, sum_dv: torch.Tensor):
-    """Returns (m, dav (M, 2C)); adds dweight (C*K*K), dbias, colsum(da), colsum(dv) into the given fp32 buffers."""
+                dweight: torch.Tensor, dbias: torch.Tensor, sum_da: torch.Tensor, sum_dv: torch.Tensor, g=None):
+    """Returns (m, dav (M, 2C)); adds dweight (C*K*K), dbias, colsum(da), colsum(dv) into the given fp32 buffers.
+    `g`: the forward's blocked GELU(a), recomputed when None."""
     C = av.shape[1] // 2
     K = _ksize(wt)
     M = av.shape[0]
     BL = block_width(C, K)
-    g = gelu_blocked(av, C, BL)
+    if g is None:
+        g = gelu_blocked(av, C, BL)
     dav = torch.empty((M, 2 * C), device=av.device, dtype=av.dtype)
     dy = torch.empty((C // BL, M, BL), device=av.device, dtype=av.dtype)
     m = torch.empty((M, C), device=av.device, dtype=av.dtype)

@@ -6,18 +6,11 @@ Column sums (LayerNorm weight/bias gradients, bias gradients of the 1x1 convs) a
 zeroed buffers the caller provides. `_lsgrad2_kernel` turns G = D^T m into the gradients of the block's two 1x1 convs
 whose weight and bias were scaled by a layer scale.
 """
+import functools
+
 import torch
 
-from .launch import FastLauncher
-
-try:
-    import triton
-    import triton.language as tl
-    HAS_TRITON = True
-except Exception:  # pragma: no cover
-    triton = None
-    tl = None
-    HAS_TRITON = False
+from .launch import HAS_TRITON, FastLauncher, cdiv, next_power_of_2, tl, triton
 
 if HAS_TRITON:
 
@@ -150,30 +143,32 @@ if HAS_TRITON:
     _ln_bwd = FastLauncher(_ln_bwd_kernel)
 
 
+@functools.cache
 def _row_blocks(C: int):
-    block_c = triton.next_power_of_2(C)
+    block_c = next_power_of_2(C)
     block_m = max(1, min(64, 4096 // block_c))
     warps = 4 if block_c * block_m <= 4096 else 8
     return block_c, block_m, warps
 
 
 def layer_norm(x: torch.Tensor, weight, bias, eps: float, out_dtype, res=None, scale=None, hw: int = 1,
-               res_out_dtype=None):
+               res_out_dtype=None, mean=None, rstd=None):
     """LayerNorm over the last dim of contiguous (M, C) rows, in fp32, output `out_dtype`.
 
     With `res`: first x <- x + scale[n] * res (stored, dtype `res_out_dtype`) and normalise that.
+    `mean`, `rstd`: fp32 (M,) buffers for the row statistics (allocated when not given).
     Returns (y, mean, rstd) or (x_new, y, mean, rstd) with `res`.
     """
     M, C = x.shape
     block_c, block_m, warps = _row_blocks(C)
     y = torch.empty((M, C), device=x.device, dtype=out_dtype)
-    stats = torch.empty((2, M), device=x.device, dtype=torch.float32)
-    mean, rstd = stats[0], stats[1]
+    if mean is None:
+        mean, rstd = torch.empty((2, M), device=x.device, dtype=torch.float32).unbind(0)
     xo = torch.empty((M, C), device=x.device, dtype=res_out_dtype or x.dtype) if res is not None else y
     if M:
-        _ln_fwd[(triton.cdiv(M, block_m),)](x, res if res is not None else x, scale if scale is not None else stats,
-                                            xo, y, mean, rstd, weight, bias, M, hw, eps, C, block_c, block_m,
-                                            res is not None, scale is not None, num_warps=warps)
+        _ln_fwd[(cdiv(M, block_m),)](x, res if res is not None else x, scale if scale is not None else mean,
+                                     xo, y, mean, rstd, weight, bias, M, hw, eps, C, block_c, block_m,
+                                     res is not None, scale is not None, num_warps=warps)
     if res is not None:
         return xo, y, mean, rstd
     return y, mean, rstd
@@ -184,8 +179,8 @@ def residual_add(x: torch.Tensor, r: torch.Tensor, scale, hw: int, out_dtype) ->
     block_c, block_m, warps = _row_blocks(C)
     out = torch.empty((M, C), device=x.device, dtype=out_dtype)
     if M:
-        _residual[(triton.cdiv(M, block_m),)](x, r, scale if scale is not None else x, out, M, hw, C, block_c,
-                                              block_m, scale is not None, num_warps=warps)
+        _residual[(cdiv(M, block_m),)](x, r, scale if scale is not None else x, out, M, hw, C, block_c,
+                                       block_m, scale is not None, num_warps=warps)
     return out
 
 
@@ -195,8 +190,8 @@ def scale_cast(g: torch.Tensor, scale, hw: int, out_dtype, colsum: torch.Tensor)
     block_c, block_m, warps = _row_blocks(C)
     out = torch.empty((M, C), device=g.device, dtype=out_dtype)
     if M:
-        _scale_cast[(triton.cdiv(M, block_m),)](g, scale if scale is not None else colsum, out, colsum, M, hw, C,
-                                                block_c, block_m, scale is not None, num_warps=warps)
+        _scale_cast[(cdiv(M, block_m),)](g, scale if scale is not None else colsum, out, colsum, M, hw, C,
+                                         block_c, block_m, scale is not None, num_warps=warps)
     return out
 
 
@@ -211,10 +206,10 @@ def layer_norm_bwd(x, mean, rstd, weight, dy, dweight, dbias, dres=None, dx_dtyp
     store_ds = ds_dtype is not None
     ds = torch.empty((M, C), device=x.device, dtype=ds_dtype) if store_ds else dx
     if M:
-        _ln_bwd[(triton.cdiv(M, block_m),)](x, mean, rstd, weight, dy, dres if dres is not None else dy, dx,
-                                            scale if scale is not None else mean, ds, dweight, dbias,
-                                            ds_colsum if store_ds else dweight, M, hw, C, block_c, block_m,
-                                            dres is not None, store_ds, scale is not None, num_warps=warps)
+        _ln_bwd[(cdiv(M, block_m),)](x, mean, rstd, weight, dy, dres if dres is not None else dy, dx,
+                                     scale if scale is not None else mean, ds, dweight, dbias,
+                                     ds_colsum if store_ds else dweight, M, hw, C, block_c, block_m,
+                                     dres is not None, store_ds, scale is not None, num_warps=warps)
     return (dx, ds) if store_ds else dx
 
 
@@ -223,4 +218,4 @@ def layer_scale_grads2(gm1, w1, b1, ls1, sum_d1, dw1, db1, dls1, gm2, w2, b2, ls
     G2: (C, 4C)) and colsum(D), in one launch: writes dW (C*K), db (C), dls (C) into fp32 buffers."""
     C = gm1.shape[0]
     _lsgrad2[(2 * C,)](gm1, w1, b1, ls1, sum_d1, dw1, db1, dls1, gm2, w2, b2, ls2, sum_d2, dw2, db2, dls2, C,
-                       triton.next_power_of_2(4 * C), num_warps=4)
+                       next_power_of_2(4 * C), num_warps=4)

@@ -12,16 +12,7 @@ forward with one launch.
 """
 import torch
 
-from .launch import FastLauncher
-
-try:
-    import triton
-    import triton.language as tl
-    HAS_TRITON = True
-except Exception:  # pragma: no cover
-    triton = None
-    tl = None
-    HAS_TRITON = False
+from .launch import HAS_TRITON, FastLauncher, tl, triton
 
 if HAS_TRITON:
 
