@@ -49,9 +49,21 @@ MODELS = ['c2f_fast', 'c2f_ref', 'convnext_t', 'swin_t', 'c2f_fast_graph', 'conv
 MODEL_LABELS = {'c2f_fast': 'Conv2Former-T fast', 'c2f_ref': 'Conv2Former-T ref', 'convnext_t': 'ConvNeXt-T (timm)',
                 'c2f_fast_graph': 'Conv2Former-T fast, CUDA graph', 'convnext_t_graph': 'ConvNeXt-T, CUDA graph',
                 'swin_t': 'Swin-T (mmdet)'}
-# H100 SXM datasheet numbers for the floors (the copy bandwidth is also measured and reported)
-HBM_BYTES_PER_S = 3.35e12
+# datasheet numbers for the floors (the copy bandwidth is also measured and reported): HBM bandwidth by device
+# name (H100 SXM 3.35 TB/s, H200 4.8 TB/s; others: the H100's), fp32 FMA rate (the same 132 SMs in both)
+HBM_BYTES_PER_S = {'H200': 4.8e12, 'H100': 3.35e12}
 FP32_FLOPS = 67e12
+
+
+def hbm_bytes_per_s(device_name: str) -> float:
+    return next((v for k, v in HBM_BYTES_PER_S.items() if k in device_name), HBM_BYTES_PER_S['H100'])
+
+
+def kernel_floor(k: dict, hbm: float) -> dict:
+    """The floor of one kernel-table row (bytes, FLOPs, measured ms): max(bytes / HBM, FLOPs / FMA rate)."""
+    floor_ms = max(k['bytes'] / hbm, k['flops'] / FP32_FLOPS) * 1e3
+    return dict(floor_ms=floor_ms, bound='memory' if k['bytes'] / hbm >= k['flops'] / FP32_FLOPS else 'FMA',
+                gbps=k['bytes'] / k['ms'] / 1e6, x_floor=k['ms'] / floor_ms)
 GIB = 2 ** 30
 
 
@@ -359,15 +371,14 @@ def kernel_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=1
     ]
     out = []
     try:
+        hbm = hbm_bytes_per_s(torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu')
         for name, impl, fn, nbytes, flops in cases:
             if impl:
                 dk.IMPL.update(large=impl, small=impl)
             ms = _bench(fn, device, steps, warmup)
             dk.IMPL.update(saved)
-            floor_ms = max(nbytes / HBM_BYTES_PER_S, flops / FP32_FLOPS) * 1e3
-            out.append(dict(kernel=name, ms=ms, bytes=nbytes, flops=flops, floor_ms=floor_ms,
-                            bound='memory' if nbytes / HBM_BYTES_PER_S >= flops / FP32_FLOPS else 'FMA',
-                            gbps=nbytes / ms / 1e6, x_floor=ms / floor_ms))
+            row = dict(kernel=name, ms=ms, bytes=nbytes, flops=flops)
+            out.append(dict(row, **kernel_floor(row, hbm)))
     finally:
         dk.IMPL.update(saved)
     return out
@@ -580,7 +591,8 @@ def _markdown_rest(report, lines):
             lines.append(f"| {r['name']} | {r['fast_ms']:.2f} ms | {r['ref_ms']:.2f} ms{extra} | {r['speedup']:.1f}x |")
     if report.get('kernels'):
         lines += ['', f"Kernels at {report.get('kernel_shape', '')}, floor = max(bytes / "
-                  f"{HBM_BYTES_PER_S / 1e12:.2f} TB/s, FLOPs / {FP32_FLOPS / 1e12:.0f} TFLOP/s); measured copy "
+                  f"{hbm_bytes_per_s(report['device']) / 1e12:.2f} TB/s, FLOPs / {FP32_FLOPS / 1e12:.0f} TFLOP/s); "
+                  "measured copy "
                   f"bandwidth {report.get('copy_tbps', float('nan')):.2f} TB/s", '',
                   '| kernel | time | bytes | FLOPs | floor | bound | achieved | x floor |',
                   '|---|---|---|---|---|---|---|---|']
