@@ -17,9 +17,9 @@ channels; `cd` is the compute dtype: the autocast dtype, else the input dtype):
 
 Saved for backward: x, av, x1, h0, xn1, xn2, GELU(a) (in the conv's blocked layout) and the LayerNorm statistics,
 22 bytes per pixel-channel with bf16 compute (the reference keeps about 80). The backward recomputes m, GELU(h0) and h
-instead of saving them (kept tensors cost memory, recomputing costs launches: each launch costs 15-25 us of host
-time, which bounds the small stages), and gets the layer-scale gradients without the branch outputs: with G = D^T m (D the masked residual gradient), dWp = ls1 * G,
-dls1 = rowsum(Wp * G) + bp * colsum(D).
+instead of saving them (kept tensors cost memory, recomputing costs launches: each launch costs 10-25 us of host
+time, which bounds eager steps), and gets the layer-scale gradients without the branch outputs: with G = D^T m (D the
+masked residual gradient), dWp = ls1 * G, dls1 = rowsum(Wp * G) + bp * colsum(D).
 
 The block runs as one `torch.library` custom op (`mmconv2former::block_fwd`, backward `mmconv2former::block_bwd`),
 so torch.compile keeps it as a single opaque node, and activation checkpointing reruns it like any op.
