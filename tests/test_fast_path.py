@@ -355,3 +355,65 @@ def test_saved_activation_memory():
         y.float().sum().backward()
         del y
     assert kept[True] < 0.5 * kept[False], kept
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# cuda_graph=True: inference replayed from CUDA graphs
+# ---------------------------------------------------------------------------------------------------------------
+def test_cuda_graph_option_checked_and_ignored_on_cpu():
+    with pytest.raises(ValueError, match='cuda_graph must be True or False'):
+        Conv2Former(arch='nano', cuda_graph='yes')
+    model = Conv2Former(arch=dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_size=7), cuda_graph=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ys = model(x)
+    model.cuda_graph = False
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(ys, model(x)))
+    assert copy.deepcopy(model)._graphs is None  # nothing captured on CPU
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_inference():
+    arch = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_size=7)
+    torch.manual_seed(0)
+    model = Conv2Former(arch=arch, cuda_graph=True).cuda().eval()
+    eager = copy.deepcopy(model)
+    eager.cuda_graph = False
+    x1, x2 = torch.randn(2, 3, 64, 96, device='cuda'), torch.randn(2, 3, 64, 96, device='cuda')
+    with torch.no_grad():
+        for amp in (None, torch.bfloat16):
+            with torch.autocast('cuda', dtype=amp or torch.bfloat16, enabled=amp is not None):
+                ref1, ref2 = eager(x1), eager(x2)
+                out1 = model(x1)  # captures
+                out2 = model(x2)  # replays
+                again = model(x1)
+            for a, b in zip(out1 + out2 + again, ref1 + ref2 + ref1):
+                assert a.shape == b.shape and a.is_contiguous() and max_rel(a, b) < 1e-5
+        graphs = model._graphs
+        assert (graphs.captures, graphs.replays) == (2, 4)  # one graph per autocast state
+        assert all(max_rel(a, b) < 1e-5 for a, b in zip(out1, ref1))  # outputs are copies, not overwritten
+        # in-place weight updates are seen by the next replay; weights in new memory make a new capture
+        with torch.no_grad():
+            for m in (model, eager):
+                m.stages[0][0].layer_scale_1.mul_(3)
+            assert all(max_rel(a, b) < 1e-5 for a, b in zip(model(x1), eager(x1)))
+            model.stages[0][0].layer_scale_1.data = model.stages[0][0].layer_scale_1.data.clone()
+            assert all(max_rel(a, b) < 1e-5 for a, b in zip(model(x1), eager(x1)))
+        assert graphs.captures == 3
+        # a new shape is a new graph; training or autograd runs eagerly
+        with torch.no_grad():
+            model(torch.randn(1, 3, 96, 64, device='cuda'))
+        assert graphs.captures == 4
+        model(x1)
+        model.train()
+        with torch.no_grad():
+            model(x1)
+        assert graphs.captures == 4
+    # shapes that keep changing: the cache turns itself off
+    model.eval()
+    with torch.no_grad(), pytest.warns(UserWarning, match='shapes keep changing'):
+        for i in range(20):
+            model(torch.randn(1, 3, 64 + 32 * i, 64, device='cuda'))
+    assert not graphs.enabled

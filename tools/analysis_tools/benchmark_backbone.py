@@ -45,10 +45,11 @@ SETTINGS = {
     'coco_infer': dict(shape=(1, 3, 800, 1344), train=False, label='COCO inference 1x800x1344'),
     'in_infer': dict(shape=(128, 3, 224, 224), train=False, label='ImageNet inference 128x224x224'),
 }
-MODELS = ['c2f_fast', 'c2f_ref', 'convnext_t', 'swin_t', 'c2f_fast_graph', 'convnext_t_graph']
+MODELS = ['c2f_fast', 'c2f_ref', 'convnext_t', 'swin_t', 'c2f_fast_graph', 'convnext_t_graph', 'c2f_fast_cg']
+INFERENCE_ONLY = ('c2f_fast_cg',)  # the backbone's cuda_graph=True option graphs inference only
 MODEL_LABELS = {'c2f_fast': 'Conv2Former-T fast', 'c2f_ref': 'Conv2Former-T ref', 'convnext_t': 'ConvNeXt-T (timm)',
                 'c2f_fast_graph': 'Conv2Former-T fast, CUDA graph', 'convnext_t_graph': 'ConvNeXt-T, CUDA graph',
-                'swin_t': 'Swin-T (mmdet)'}
+                'swin_t': 'Swin-T (mmdet)', 'c2f_fast_cg': 'Conv2Former-T fast, cuda_graph=True'}
 # datasheet numbers for the floors (the copy bandwidth is also measured and reported): HBM bandwidth by device
 # name (H100 SXM 3.35 TB/s, H200 4.8 TB/s; others: the H100's), fp32 FMA rate (the same 132 SMs in both)
 HBM_BYTES_PER_S = {'H200': 4.8e12, 'H100': 3.35e12}
@@ -93,9 +94,10 @@ def _stub_mmcv_ext():
 
 def build_model(name, device):
     name = name[:-len('_graph')] if name.endswith('_graph') else name
-    if name in ('c2f_fast', 'c2f_ref'):
+    if name in ('c2f_fast', 'c2f_ref', 'c2f_fast_cg'):
         from mmconv2former.models.backbones.conv2former import Conv2Former
-        return Conv2Former(arch='tiny', fast_path=(name == 'c2f_fast')).to(device)
+        return Conv2Former(arch='tiny', fast_path=(name != 'c2f_ref'),
+                           cuda_graph=(name == 'c2f_fast_cg')).to(device)
     if name == 'convnext_t':
         import timm
         return timm.create_model('convnext_tiny', pretrained=False, features_only=True).to(device)
@@ -653,6 +655,8 @@ def run_models(names, args, report, device, dtype):
         if getattr(model, 'mmcv_ext_stubbed', False):
             report['swin_note'] = 'mmcv without compiled ops: stub mmcv._ext (Swin-T uses none)'
         for s in args.settings.split(','):
+            if name in INFERENCE_ONLY and SETTINGS[s]['train']:
+                continue
             try:
                 res = run_case(model, s, device, dtype, args.steps, args.warmup, graphed=name.endswith('_graph'))
             except Exception as exc:
@@ -682,7 +686,8 @@ def main():
     parser.add_argument('--no-micro', action='store_true', help='skip the micro-benchmarks and the kernel table')
     parser.add_argument('--profile', action='store_true', help='also write a kernel profile of the fast path')
     parser.add_argument('--graphs', action='store_true',
-                        help='add Conv2Former-T fast and ConvNeXt-T replayed from CUDA graphs (GPU time, no host)')
+                        help='add Conv2Former-T fast and ConvNeXt-T replayed from CUDA graphs (GPU time, no host), '
+                             "and the backbone's own cuda_graph=True inference")
     parser.add_argument('--launch-overhead', action='store_true', help='host time of one kernel launch')
     parser.add_argument('--detector', action='store_true', help='Mask R-CNN training iteration instead')
     parser.add_argument('--device', default='cuda')
@@ -731,7 +736,7 @@ def main():
         if args.profile and device.type == 'cuda':
             print(profile_fast_step(device, dtype, args.out), flush=True)
         if args.graphs:  # last: a failed capture can leave the device unusable for what follows
-            run_models(['c2f_fast_graph', 'convnext_t_graph'], args, report, device, dtype)
+            run_models(['c2f_fast_graph', 'convnext_t_graph', 'c2f_fast_cg'], args, report, device, dtype)
     with open(osp.join(args.out, f'benchmark{suffix}.json'), 'w') as f:
         json.dump(report, f, indent=1)
     md = markdown(report)
