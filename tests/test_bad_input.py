@@ -121,6 +121,23 @@ def test_train_tool_exits_with_the_backbone_config_error_only(tmp_path, monkeypa
     assert 'Traceback' not in ''.join(capfd.readouterr())
 
 
+@pytest.mark.parametrize('name', ['missing.pth', 'work'])
+def test_test_tool_stops_at_start_on_a_missing_checkpoint(tmp_path, monkeypatch, capfd, name):
+    """A checkpoint path that is not a file (missing, or a work dir) ends tools/test.py before the runner is built,
+    with the path and what to pass instead; no traceback."""
+    monkeypatch.chdir(_with_synthetic_ade(tmp_path))
+    (tmp_path / 'work').mkdir()
+    argv = [str(SEG_QUICKSTART), str(tmp_path / name), '--work-dir', str(tmp_path / 'out')]
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool(lambda: _tool('test').main(argv))
+    message = exit_info.value.code
+    assert isinstance(message, str) and message.startswith('CheckpointNotFoundError: checkpoint ')
+    assert str(tmp_path / name) in message
+    assert ('pass the .pth file in it' if name == 'work' else 'that tools/train.py wrote') in message
+    assert 'Traceback' not in ''.join(capfd.readouterr())
+    assert not (tmp_path / 'out').exists(), 'the check must come before the runner (which makes the work dir)'
+
+
 @pytest.mark.parametrize('tool,config,argv', [('train', SEG_QUICKSTART, []), ('test', DET_QUICKSTART, ['x.pth'])])
 def test_both_tools_check_both_libraries_configs(tmp_path, monkeypatch, tool, config, argv):
     monkeypatch.chdir(tmp_path)

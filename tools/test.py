@@ -10,7 +10,15 @@ import argparse
 
 from mmengine.config import ConfigDict
 
-from mmconv2former.apis.runner import build_runner, check_dataset_paths, config_scope, load_config, parse_args, run_tool
+from mmconv2former.apis.runner import (
+    build_runner,
+    check_checkpoint_exists,
+    check_dataset_paths,
+    config_scope,
+    load_config,
+    parse_args,
+    run_tool,
+)
 
 
 def parse_test_args(argv=None):
@@ -77,6 +85,7 @@ def main(argv=None):
     cfg = load_config(args)
     apply_test_args(cfg, args)
     check_dataset_paths(cfg, 'test')  # before the model is built and the checkpoint is loaded
+    check_checkpoint_exists(args.checkpoint)
     runner = build_runner(cfg, progress=not args.no_progress)
     if args.out and config_scope(cfg) == 'mmdet':
         from mmdet.evaluation import DumpDetResults

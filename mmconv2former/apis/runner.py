@@ -36,9 +36,23 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset path of the config (data_root, ann_file, data_prefix, an evaluator's ann_file) does not exist."""
 
 
+class CheckpointNotFoundError(FileNotFoundError):
+    """The checkpoint given to tools/test.py does not exist."""
+
+
+def check_checkpoint_exists(checkpoint: str):
+    """Before the runner is built: a local checkpoint path that does not exist is a clear error (mmengine would
+    fail only after building the model and the dataset). URLs (`scheme://`) are left to mmengine."""
+    if '://' not in checkpoint and not osp.isfile(checkpoint):
+        hint = ('it is a folder; pass the .pth file in it (its last_checkpoint file names the newest)'
+                if osp.isdir(checkpoint) else 'pass a .pth file that tools/train.py wrote, e.g. '
+                'work_dirs/<config name>/iter_<N>.pth (the last_checkpoint file there names the newest)')
+        raise CheckpointNotFoundError(f'checkpoint {checkpoint!r} does not exist as a file: {hint}.')
+
+
 # Errors whose message says what is wrong and what to do: the tools print it alone, without a stack trace.
-CLEAR_ERRORS = (DatasetNotFoundError, ArgumentError, PretrainedWeightsNotFoundError, CheckpointMismatchError,
-                UntrustedCheckpointError, CorruptCheckpointError, NonFiniteLossError)
+CLEAR_ERRORS = (DatasetNotFoundError, CheckpointNotFoundError, ArgumentError, PretrainedWeightsNotFoundError,
+                CheckpointMismatchError, UntrustedCheckpointError, CorruptCheckpointError, NonFiniteLossError)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
