@@ -181,6 +181,22 @@ def test_fast_path_is_not_used_on_cpu():
     assert model._use_fast_path(torch.randn(1, 3, 64, 64)) is False
 
 
+def test_channel_layernorm_keeps_the_memory_format():
+    """LayerNorm2d returns what it was given: NCHW for the reference path, channels-last (no copy) for the fast
+    path, whose stem and downsampling layers run channels-last; same values either way."""
+    from mmconv2former.models.backbones.conv2former import LayerNorm2d
+    norm = LayerNorm2d(16)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-1, 1)
+    x = torch.randn(2, 16, 5, 7)
+    y = norm(x)
+    y_cl = norm(x.contiguous(memory_format=torch.channels_last))
+    assert y.is_contiguous()
+    assert y_cl.is_contiguous(memory_format=torch.channels_last) and not y_cl.is_contiguous()
+    assert torch.allclose(y, y_cl, atol=1e-6)
+
+
 def test_init_weights_from_scratch_logs_and_initialises():
     model = Conv2Former(arch='nano')
     model.init_weights()
