@@ -29,6 +29,7 @@ if REPO not in sys.path:
 
 from mmconv2former.ops.kernels import dwconv  # noqa: E402
 
+dwconv.IMPL.update(large='v3', small='v3')  # the tiles are the v3 kernels' (in the spawned workers too)
 DEFAULT = dict(dwconv.V3_TILES)  # the shipped config of each entry: the baseline, always a candidate
 # (TH, TW, num_warps, UNROLL), besides the shipped one; all without spills in ptxas on sm_90 (unrolled K = 11
 # always spills)
@@ -52,8 +53,7 @@ STAGES = [('coco', i + 1, 2, h, w, c) for i, (h, w, c) in enumerate([(200, 336, 
                                                                      (25, 42, 576)])]
 STAGES += [('ade', i + 1, 4, h, w, c) for i, (h, w, c) in enumerate([(128, 128, 72), (64, 64, 144), (32, 32, 288),
                                                                     (16, 16, 576)])]
-DEVICE = 'cuda'
-SEC_PER_COMPILE = 2.0  # Triton + ptxas, one kernel (1-3 s on a CPU box; see regs.md)
+SEC_PER_COMPILE = 2.0  # Triton + ptxas, one kernel (1-3 s measured on a 2-core CPU machine)
 TOL_BF16, TOL_F32 = 2e-2, 1e-3  # relative to max |default output|: a few bf16 ulps; fp32 sums in another order
 
 
@@ -61,15 +61,10 @@ def cfg_str(cfg):
     return 'x'.join(map(str, cfg))
 
 
-def load_dwconv():
-    dwconv.IMPL.update(large='v3', small='v3')
-    return dwconv
-
-
-def make_kernels(D, N, H, W, C, only=None):
+def make_kernels(N, H, W, C, only=None):
     """name -> (launch(), outputs compared, accumulators zeroed before the check) on bf16 inputs of one stage,
     shaped as convmod_bwd / mlp_pos_bwd shape them."""
-    shape, M, C4, BC, dev, bf = (N, H, W), N * H * W, 4 * C, 4, DEVICE, torch.bfloat16
+    shape, M, C4, BC, dev, bf = (N, H, W), N * H * W, 4 * C, 4, 'cuda', torch.bfloat16
 
     def rnd(*s):
         return torch.randn(*s, device=dev, dtype=bf)
@@ -77,49 +72,44 @@ def make_kernels(D, N, H, W, C, only=None):
     def zeros(*s):
         return torch.zeros(*s, device=dev, dtype=torch.float32)
 
+    conv, wgrad = dwconv._launch_conv, dwconv.dw_wgrad
     ks = {}
     if only is None or any(KERNELS[k].endswith('large') for k in only):
         av, dm, dyb = rnd(M, 2 * C), rnd(M, C), rnd(C // BC, M, BC)
-        wt, b = D.conv_weights(torch.randn(C, 1, 11, 11, device=dev) / 11), torch.randn(C, device=dev) * 0.1
-        g = D.gelu_blocked(av, C, BC)
+        wt, b = dwconv.conv_weights(torch.randn(C, 1, 11, 11, device=dev) / 11), torch.randn(C, device=dev) * 0.1
+        g = dwconv.gelu_blocked(av, C, BC)
         m0, m1, dav, da, dy = rnd(M, C), rnd(M, C), rnd(M, 2 * C), rnd(M, 2 * C), rnd(C // BC, M, BC)
         dw = zeros(C * 121)
         p1, p2, p3 = zeros(C), zeros(C), zeros(C)
-        ks['m0'] = (lambda: D._launch_conv(0, g, wt, b, shape, C, 11, x1=av[:, C:], o1=m0), [m0], [])
-        ks['m1'] = (lambda: D._launch_conv(1, g, wt, b, shape, C, 11, x1=av[:, C:], x2=dm, o1=m1, o2=dav[:, C:], o3=dy,
-                                           p1=p1, p2=p2), [m1, dav[:, C:], dy, p1, p2], [p1, p2])
-        ks['m2'] = (lambda: D._launch_conv(2, dyb, wt, b, shape, C, 11, x1=av, o1=da, p1=p3, flip=True),
+        ks['m0'] = (lambda: conv(0, g, wt, b, shape, C, 11, x1=av[:, C:], o1=m0), [m0], [])
+        ks['m1'] = (lambda: conv(1, g, wt, b, shape, C, 11, x1=av[:, C:], x2=dm, o1=m1, o2=dav[:, C:], o3=dy,
+                                 p1=p1, p2=p2), [m1, dav[:, C:], dy, p1, p2], [p1, p2])
+        ks['m2'] = (lambda: conv(2, dyb, wt, b, shape, C, 11, x1=av, o1=da, p1=p3, flip=True),
                     [da[:, :C], p3], [p3])
-        ks['wgrad11'] = (lambda: D.dw_wgrad(g, dyb, shape, C, 11, dw), [dw], [dw])
+        ks['wgrad11'] = (lambda: wgrad(g, dyb, shape, C, 11, dw), [dw], [dw])
     if only is None or any(KERNELS[k].endswith('small') for k in only):
         h0, dh, dsb = rnd(M, C4), rnd(M, C4), rnd(C4 // BC, M, BC)
-        wt3, b4 = D.conv_weights(torch.randn(C4, 1, 3, 3, device=dev) / 3), torch.randn(C4, device=dev) * 0.1
-        g4 = D.gelu_blocked(h0, C4, BC)
+        wt3, b4 = dwconv.conv_weights(torch.randn(C4, 1, 3, 3, device=dev) / 3), torch.randn(C4, device=dev) * 0.1
+        g4 = dwconv.gelu_blocked(h0, C4, BC)
         h3, h4, ds, dh0, dw3 = rnd(M, C4), rnd(M, C4), rnd(C4 // BC, M, BC), rnd(M, C4), zeros(C4 * 9)
         q1, q2 = zeros(C4), zeros(C4)
-        ks['m3'] = (lambda: D._launch_conv(3, g4, wt3, b4, shape, C4, 3, o1=h3), [h3], [])
-        ks['m4'] = (lambda: D._launch_conv(4, g4, wt3, b4, shape, C4, 3, x1=dh, o1=h4, o2=ds, p1=q1),
+        ks['m3'] = (lambda: conv(3, g4, wt3, b4, shape, C4, 3, o1=h3), [h3], [])
+        ks['m4'] = (lambda: conv(4, g4, wt3, b4, shape, C4, 3, x1=dh, o1=h4, o2=ds, p1=q1),
                     [h4, ds, q1], [q1])
-        ks['m5'] = (lambda: D._launch_conv(5, dsb, wt3, b4, shape, C4, 3, x1=dh, x2=h0, o1=dh0, p1=q2, flip=True),
+        ks['m5'] = (lambda: conv(5, dsb, wt3, b4, shape, C4, 3, x1=dh, x2=h0, o1=dh0, p1=q2, flip=True),
                     [dh0, q2], [q2])
-        ks['wgrad3'] = (lambda: D.dw_wgrad(g4, dsb, shape, C4, 3, dw3), [dw3], [dw3])
+        ks['wgrad3'] = (lambda: wgrad(g4, dsb, shape, C4, 3, dw3), [dw3], [dw3])
     return {k: v for k, v in ks.items() if only is None or k in only}
-
-
-_D = None
 
 
 def precompile(task):
     """Worker: compile every kernel of one V3_TILES entry and config (launch on a small input: same
     specialization as the stage sizes, all C are multiples of 8) -> (entry, cfg, error or None, seconds)."""
-    global _D
     entry, cfg = task
     t = time.time()
     try:
-        if _D is None:
-            _D = load_dwconv()
-        _D.V3_TILES[entry] = cfg
-        for launch, _, _ in make_kernels(_D, 1, 13, 40, 72, [k for k, e in KERNELS.items() if e == entry]).values():
+        dwconv.V3_TILES[entry] = cfg
+        for launch, _, _ in make_kernels(1, 13, 40, 72, [k for k, e in KERNELS.items() if e == entry]).values():
             launch()
         torch.cuda.synchronize()
         err = None
@@ -169,7 +159,6 @@ def main():
     ap.add_argument('--entries', default=','.join(CANDIDATES), help='V3_TILES entries to sweep')
     args = ap.parse_args()
     t0 = time.time()
-    D = load_dwconv()
     entries = args.entries.split(',')
     n_modes = {e: sum(v == e for v in KERNELS.values()) for e in entries}
     n_comp = sum(len(CANDIDATES[e]) * n_modes[e] for e in entries)
@@ -191,11 +180,11 @@ def main():
     res = {}  # kernel -> stage -> {'ms': {cfg: ms}, 'skipped': {cfg: why}, 'diff': {cfg: rel diff}}
     for ds, si, N, H, W, C in STAGES:
         stage = f'{ds}{si} {N}x{H}x{W}x{C}'
-        kernels = make_kernels(D, N, H, W, C, [k for k in KERNELS if KERNELS[k] in entries])
+        kernels = make_kernels(N, H, W, C, [k for k in KERNELS if KERNELS[k] in entries])
         for name, (launch, outs, accs) in kernels.items():
             entry = KERNELS[name]
             r = res.setdefault(name, {}).setdefault(stage, {'ms': {}, 'skipped': {}, 'diff': {}})
-            D.V3_TILES[entry] = DEFAULT[entry]
+            dwconv.V3_TILES[entry] = DEFAULT[entry]
             refs = snapshot(launch, outs, accs)
             tols = [TOL_BF16 if o.dtype == torch.bfloat16 else TOL_F32 for o in outs]
             for cfg in CANDIDATES[entry]:
@@ -203,7 +192,7 @@ def main():
                 if (entry, cfg) in failed:
                     r['skipped'][key] = 'compile: ' + failed[(entry, cfg)]
                     continue
-                D.V3_TILES[entry] = cfg
+                dwconv.V3_TILES[entry] = cfg
                 try:
                     d, ok = rel_diff(snapshot(launch, outs, accs), refs, tols)
                 except Exception as e:  # noqa: BLE001
@@ -215,7 +204,7 @@ def main():
                     r['skipped'][key] = f'differs from the default: rel diff {d:.3g}'
                     continue
                 r['ms'][key] = time_ms(launch, args.reps)
-            D.V3_TILES[entry] = DEFAULT[entry]
+            dwconv.V3_TILES[entry] = DEFAULT[entry]
             if r['ms']:
                 best = min(r['ms'], key=r['ms'].get)
                 r.update(best=best, best_ms=r['ms'][best], default_ms=r['ms'].get(cfg_str(DEFAULT[entry])))
