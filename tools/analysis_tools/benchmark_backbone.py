@@ -54,6 +54,7 @@ MODEL_LABELS = {'c2f_fast': 'Conv2Former-T fast', 'c2f_ref': 'Conv2Former-T ref'
 # name (H100 SXM 3.35 TB/s, H200 4.8 TB/s; others: the H100's), fp32 FMA rate (the same 132 SMs in both)
 HBM_BYTES_PER_S = {'H200': 4.8e12, 'H100': 3.35e12}
 FP32_FLOPS = 67e12
+GIB = 2 ** 30
 
 
 def hbm_bytes_per_s(device_name: str) -> float:
@@ -65,7 +66,6 @@ def kernel_floor(k: dict, hbm: float) -> dict:
     floor_ms = max(k['bytes'] / hbm, k['flops'] / FP32_FLOPS) * 1e3
     return dict(floor_ms=floor_ms, bound='memory' if k['bytes'] / hbm >= k['flops'] / FP32_FLOPS else 'FMA',
                 gbps=k['bytes'] / k['ms'] / 1e6, x_floor=k['ms'] / floor_ms)
-GIB = 2 ** 30
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -263,11 +263,11 @@ class Conv2Former(Conv2FormerBody, BaseModule):
                              f'(-1: nothing, 0: stem, k: stem + stages 0..k-1), got {frozen_stages!r}.')
         if fast_path not in ('auto', True, False):
             raise ArgumentError(f"Conv2Former: fast_path must be 'auto', True or False, got {fast_path!r}.")
+        if not isinstance(cuda_graph, bool):
+            raise ArgumentError(f'Conv2Former: cuda_graph must be True or False, got {cuda_graph!r}.')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
-        if not isinstance(cuda_graph, bool):
-            raise ArgumentError(f'Conv2Former: cuda_graph must be True or False, got {cuda_graph!r}.')
         self.fast_path = fast_path
         self.cuda_graph = cuda_graph
         self._graphs = None  # GraphedInference, made on first use
