@@ -402,18 +402,123 @@ def test_cuda_graph_inference():
             model.stages[0][0].layer_scale_1.data = model.stages[0][0].layer_scale_1.data.clone()
             assert all(max_rel(a, b) < 1e-5 for a, b in zip(model(x1), eager(x1)))
         assert graphs.captures == 3
-        # a new shape is a new graph; training or autograd runs eagerly
+        # a new shape is a new graph, and so is the training mode (BatchNorm, drop path)
         with torch.no_grad():
             model(torch.randn(1, 3, 96, 64, device='cuda'))
         assert graphs.captures == 4
-        model(x1)
         model.train()
         with torch.no_grad():
             model(x1)
-        assert graphs.captures == 4
+        assert graphs.captures == 5
     # shapes that keep changing: the cache turns itself off
     model.eval()
     with torch.no_grad(), pytest.warns(UserWarning, match='shapes keep changing'):
         for i in range(20):
             model(torch.randn(1, 3, 64 + 32 * i, 64, device='cuda'))
     assert not graphs.enabled
+
+
+def _train_steps(model, xs, amp=None, steps=3, accumulate=False):
+    """Losses and the model after `steps` SGD steps (or one step of gradients accumulated over `xs`)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for i in range(steps):
+        if not accumulate or i == 0:
+            opt.zero_grad(set_to_none=(i % 2 == 0))
+        with torch.autocast('cuda', dtype=amp or torch.bfloat16, enabled=amp is not None):
+            outs = model(xs[i % len(xs)])
+        loss = sum((o.float() * (k + 1)).mean() for k, o in enumerate(outs))
+        loss.backward()
+        losses.append(loss.item())
+        if not accumulate:
+            opt.step()
+    return losses
+
+
+@pytest.mark.parametrize('amp', [None, torch.bfloat16], ids=['fp32', 'bf16'])
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_training_matches_eager(amp):
+    """Training steps replayed from graphs give the losses, weights and BatchNorm statistics of eager steps."""
+    arch = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_size=7)
+    torch.manual_seed(0)
+    model = Conv2Former(arch=arch, cuda_graph=True).cuda().train()  # the stem's BatchNorm updates its statistics
+    eager = copy.deepcopy(model)
+    eager.cuda_graph = False
+    xs = [torch.randn(2, 3, 64, 96, device='cuda') for _ in range(2)]
+    tol = 1e-5 if amp is None else 2e-2
+    ref = _train_steps(eager, xs, amp)
+    got = _train_steps(model, xs, amp)
+    assert max(abs(a - b) / abs(b) for a, b in zip(got, ref)) < tol, (got, ref)
+    assert (model._graphs.captures, model._graphs.replays) == (1, 2)
+    for (name, a), b in zip(model.state_dict().items(), eager.state_dict().values()):
+        if a.is_floating_point():  # parameters and BatchNorm statistics (the capture's warm-up left them alone)
+            assert max_rel(a, b) < 10 * tol, name
+        else:
+            assert torch.equal(a, b), name
+    # gradients accumulated over two replays are the sum of both (the graph's gradient buffers are not aliased)
+    for m in (model, eager):
+        m.zero_grad(set_to_none=True)
+    ref = _train_steps(eager, xs, amp, steps=2, accumulate=True)
+    got = _train_steps(model, xs, amp, steps=2, accumulate=True)
+    for (name, p), q in zip(model.named_parameters(), eager.parameters()):
+        assert max_rel(p.grad, q.grad) < 10 * tol, name
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_training_rules():
+    arch = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), kernel_size=7)
+    torch.manual_seed(0)
+    model = Conv2Former(arch=arch, cuda_graph=True, drop_path_rate=0.5, frozen_stages=1).cuda().train()
+    eager = copy.deepcopy(model)
+    eager.cuda_graph = False
+    x = torch.randn(2, 3, 64, 64, device='cuda')
+    # an input that requires grad gets its gradient; frozen parameters get none
+    xg, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    model.eval()
+    eager.eval()  # no drop path: comparable
+    sum(o.sum() for o in model(xg)).backward()
+    sum(o.sum() for o in eager(xe)).backward()
+    assert max_rel(xg.grad, xe.grad) < 1e-5
+    assert all(p.grad is None for p in model.stages[0].parameters())
+    # drop path draws new masks at each replay
+    model.train()
+    with torch.no_grad():
+        model.stages[1][0].layer_scale_1.fill_(1.0)
+    outs = [model(x)[-1] for _ in range(3)]
+    assert not torch.equal(outs[1], outs[2])
+    # the backward of a forward that a later replay overwrote raises instead of returning wrong gradients
+    y1 = model(x)[-1].sum()
+    model(x)
+    with pytest.raises(RuntimeError, match='backward of a forward that a later forward'):
+        y1.backward()
+    # with activation checkpointing, training runs eagerly (inference still replays)
+    model.with_cp = True
+    captures = model._graphs.captures
+    sum(o.sum() for o in model(x)).backward()
+    assert model._graphs.captures == captures
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_training_under_ddp():
+    """Under DistributedDataParallel (one process) the replayed backward's gradients reach DDP through the autograd
+    engine's gradient hooks: DDP would raise at the next forward if a parameter's gradient had bypassed them."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    arch = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_size=7)
+    torch.manual_seed(0)
+    model = Conv2Former(arch=arch, cuda_graph=True).cuda().train()
+    eager = copy.deepcopy(model)
+    eager.cuda_graph = False
+    xs = [torch.randn(2, 3, 64, 96, device='cuda') for _ in range(2)]
+    dist.init_process_group('nccl', store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()])
+        got = _train_steps(ddp, xs, steps=4)
+    finally:
+        dist.destroy_process_group()
+    ref = _train_steps(eager, xs, steps=4)
+    assert max(abs(a - b) / abs(b) for a, b in zip(got, ref)) < 1e-5, (got, ref)
+    assert (model._graphs.captures, model._graphs.replays) == (1, 3)

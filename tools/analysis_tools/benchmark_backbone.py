@@ -46,7 +46,6 @@ SETTINGS = {
     'in_infer': dict(shape=(128, 3, 224, 224), train=False, label='ImageNet inference 128x224x224'),
 }
 MODELS = ['c2f_fast', 'c2f_ref', 'convnext_t', 'swin_t', 'c2f_fast_graph', 'convnext_t_graph', 'c2f_fast_cg']
-INFERENCE_ONLY = ('c2f_fast_cg',)  # the backbone's cuda_graph=True option graphs inference only
 MODEL_LABELS = {'c2f_fast': 'Conv2Former-T fast', 'c2f_ref': 'Conv2Former-T ref', 'convnext_t': 'ConvNeXt-T (timm)',
                 'c2f_fast_graph': 'Conv2Former-T fast, CUDA graph', 'convnext_t_graph': 'ConvNeXt-T, CUDA graph',
                 'swin_t': 'Swin-T (mmdet)', 'c2f_fast_cg': 'Conv2Former-T fast, cuda_graph=True'}
@@ -498,7 +497,7 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2)
     register_all_modules()
     base = Config.fromfile(osp.join(REPO, 'configs/_base_/models/mask-rcnn_conv2former_fpn.py'))
     results = []
-    for name in ('c2f_fast', 'c2f_ref', 'swin_t'):
+    for name in ('c2f_fast', 'c2f_ref', 'swin_t', 'c2f_fast_cg'):
         cfg = base.model.copy()
         cfg['backbone'] = dict(cfg['backbone'])
         cfg['backbone'].update(norm_cfg=dict(type='BN', requires_grad=True))
@@ -509,7 +508,8 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2)
                                    convert_weights=False)
             cfg['neck'] = dict(cfg['neck'], in_channels=[96, 192, 384, 768])
         else:
-            cfg['backbone'].update(fast_path=(name == 'c2f_fast'), drop_path_rate=0.2)
+            cfg['backbone'].update(fast_path=(name != 'c2f_ref'), cuda_graph=(name == 'c2f_fast_cg'),
+                                   drop_path_rate=0.2)
         cfg.setdefault('_scope_', 'mmdet')
         model = ROOT_MODELS.build(cfg).to(device).train()
         packed = demo_mm_inputs(batch_size=batch, image_shapes=[(3,) + tuple(image)] * batch, num_items=[8] * batch,
@@ -567,6 +567,9 @@ def _backbone_table(cases, models):
         fg, rg = by.get('c2f_fast_graph'), by.get('convnext_t_graph')
         if fg and rg and 'error' not in fg and 'error' not in rg:
             ratio += f" (CUDA graphs: {fg['ms'] / rg['ms']:.2f}x)"
+        cg = by.get('c2f_fast_cg')
+        if cg and r and 'error' not in cg and 'error' not in r:
+            ratio += f"; cuda_graph=True vs eager ConvNeXt-T: {cg['ms'] / r['ms']:.2f}x"
         lines.append(f"| {SETTINGS[s]['label']} | " + ' | '.join(row) + f' | {ratio} |')
     errors = [c for c in cases if 'error' in c]
     if errors:
@@ -655,8 +658,6 @@ def run_models(names, args, report, device, dtype):
         if getattr(model, 'mmcv_ext_stubbed', False):
             report['swin_note'] = 'mmcv without compiled ops: stub mmcv._ext (Swin-T uses none)'
         for s in args.settings.split(','):
-            if name in INFERENCE_ONLY and SETTINGS[s]['train']:
-                continue
             try:
                 res = run_case(model, s, device, dtype, args.steps, args.warmup, graphed=name.endswith('_graph'))
             except Exception as exc:
@@ -687,7 +688,7 @@ def main():
     parser.add_argument('--profile', action='store_true', help='also write a kernel profile of the fast path')
     parser.add_argument('--graphs', action='store_true',
                         help='add Conv2Former-T fast and ConvNeXt-T replayed from CUDA graphs (GPU time, no host), '
-                             "and the backbone's own cuda_graph=True inference")
+                             "and the backbone's own cuda_graph=True option")
     parser.add_argument('--launch-overhead', action='store_true', help='host time of one kernel launch')
     parser.add_argument('--detector', action='store_true', help='Mask R-CNN training iteration instead')
     parser.add_argument('--device', default='cuda')

@@ -4,6 +4,7 @@ The modules below reproduce the authors' released classifier exactly: parameter 
 `stages.*`, `head.*`, `pred.*`) and numerics, so released checkpoints load unchanged. `Conv2FormerBody` is the
 plain network (also registered with timm in `..classifiers`), `Conv2Former` the OpenMMLab backbone around it.
 """
+import logging
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -234,10 +235,13 @@ class Conv2Former(Conv2FormerBody, BaseModule):
         fast_path: 'auto' (default: the fused Triton kernels on CUDA inputs when Triton works, else PyTorch ops),
             True (the kernels, required on CUDA) or False (PyTorch ops). Same parameters and numerics; on an H200
             the kernels train 1.4-1.8x faster with half the memory (docs/performance.md). CPU always uses PyTorch.
-        cuda_graph: replay inference (eval mode, no autograd, fast path) from a CUDA graph per input shape, which
-            removes the host time of the launches (one 800x1344 image: 10.3 -> 5.7 ms on an H200). For repeated
-            shapes only: each shape keeps its activation memory (4 shapes at most, least recently used dropped), and
-            it turns itself off with a warning when shapes keep changing. Default False.
+        cuda_graph: replay the forward, and in training the backward too, from CUDA graphs captured per input
+            shape, which removes the host time of the launches (H200: COCO-size training 54 -> 28 ms, one
+            800x1344 image 10.3 -> 5.7 ms; docs/performance.md). For repeated shapes (fixed-size training crops,
+            sliding-window or fixed-size inference): each shape keeps its activation memory (4 shapes at most,
+            least recently used dropped), and it turns itself off with a warning when shapes keep changing. The stem
+            runs eagerly (its BatchNorms may be SyncBN); not used under torch.compile, nor in training with with_cp.
+            Default False.
         init_cfg: None (train from scratch) or dict(type='Pretrained', checkpoint=PATH, checkpoint_key='state_dict'
             or 'state_dict_ema', prefix=None). Loading is strict for the body: see `..checkpoint`.
     """
@@ -270,7 +274,8 @@ class Conv2Former(Conv2FormerBody, BaseModule):
         self.with_cp = with_cp
         self.fast_path = fast_path
         self.cuda_graph = cuda_graph
-        self._graphs = None  # GraphedInference, made on first use
+        self._graphs = None  # ShapeGraphs, made on first use
+        self._warned_cp = False
         self._logged_path = None  # (fast?, device) last announced in the log
         self.num_stages_run = max(self.out_indices) + 1
         for i in self.out_indices:
@@ -369,23 +374,45 @@ class Conv2Former(Conv2FormerBody, BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
         fast = self._use_fast_path(x)
-        if (self.cuda_graph and fast and not self.training and not torch.is_grad_enabled()
-                and not torch.compiler.is_compiling()):
+        x = self._stem(x, fast)
+        if self.cuda_graph and fast and self._graphs_apply():
             if self._graphs is None:
-                from ...ops.cuda_graph import GraphedInference
-                self._graphs = GraphedInference(owner='Conv2Former(cuda_graph=True)')
-            tensors = [*self.parameters(), *self.buffers()]
-            return self._graphs.run(lambda t: self._forward_stages(t, True), x, tensors)
-        return self._forward_stages(x, fast)
+                from ...ops.cuda_graph import ShapeGraphs
+                self._graphs = ShapeGraphs(owner='Conv2Former(cuda_graph=True)')
+            body = [*self.downsample_layers[1:self.num_stages_run], *self.stages[:self.num_stages_run],
+                    *(getattr(self, f'norm{i}') for i in self.out_indices)]
+            return self._graphs.run(lambda t: self._forward_body(t, True), x, body, mode=self.training)
+        return self._forward_body(x, fast)
 
-    def _forward_stages(self, x: torch.Tensor, fast: bool) -> Tuple[torch.Tensor, ...]:
+    def _graphs_apply(self) -> bool:
+        """CUDA graphs are used except under torch.compile and, in training, with activation checkpointing (its
+        recompute would be captured too: nothing saved)."""
+        if torch.compiler.is_compiling():
+            return False
+        if self.with_cp and torch.is_grad_enabled():
+            if not self._warned_cp:
+                self._warned_cp = True
+                print_log('Conv2Former: cuda_graph=True with with_cp=True: training steps run eagerly (with_cp '
+                          'recomputes the blocks in the backward; a graph would keep their activations anyway).',
+                          logger='current', level=logging.WARNING)
+            return False
+        return True
+
+    def _stem(self, x: torch.Tensor, fast: bool) -> torch.Tensor:
+        """The stride-4 stem. It stays outside the CUDA graphs: its BatchNorms may be SyncBN, whose collectives must
+        run in step on every rank."""
         if fast:
             # The fused blocks work on NHWC rows: run the stem and the downsampling layers channels-last too
             # (cuDNN's NHWC convolutions, PyTorch's channels-last BatchNorm, no layout copies between stages).
             x = x.contiguous(memory_format=torch.channels_last)
+        return self.downsample_layers[0](x)
+
+    def _forward_body(self, x: torch.Tensor, fast: bool) -> Tuple[torch.Tensor, ...]:
+        """Stages (and downsamplings) from the stem's output on; the requested outputs."""
         outs = []
         for i in range(self.num_stages_run):
-            x = self.downsample_layers[i](x)
+            if i > 0:
+                x = self.downsample_layers[i](x)
             x = self._run_blocks(self.stages[i], x, fast)
             if i in self.out_indices:
                 # outputs in the standard NCHW layout: the necks' and heads' ops (mmcv's RoIAlign among them)
