@@ -2,7 +2,7 @@
 (`Conv2Former(cuda_graph=True)`).
 
 An eager Conv2Former-T step issues several hundred kernel launches and GEMMs; on the GPU machines we measured, their
-host time, not the GPU, sets the speed (docs/performance.md: COCO-size training 54 ms eager vs 28 ms replayed). A
+host time, not the GPU, sets the speed (docs/performance.md: COCO-size training 57 ms eager vs 30 ms replayed). A
 graph replays all of them with one launch. It pays off when shapes repeat: fixed-size training crops (mmseg's
 512x512, LSJ-style detection), sliding-window segmentation, fixed-size test pipelines, benchmarks, serving. Each
 captured shape keeps its activations in its own memory pool, so at most `max_graphs` are kept, and when shapes keep

@@ -16,6 +16,12 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         # The stem's BatchNorms see 2 images per GPU: synchronise them like the
         # heads' norms. mmengine turns SyncBN into BN when not distributed.
-        norm_cfg=norm_cfg),
+        norm_cfg=norm_cfg,
+        # Training crops and sliding-window test windows all have one shape:
+        # replay the backbone from CUDA graphs (no kernel-launch host time:
+        # UperNet-T iterations 1.35-1.45x faster on H200s, see
+        # docs/segmentation.md). The fused fast path only; set False to run
+        # eagerly.
+        cuda_graph=True),
     decode_head=dict(in_channels=[72, 144, 288, 576]),
     auxiliary_head=dict(in_channels=288))

@@ -236,8 +236,8 @@ class Conv2Former(Conv2FormerBody, BaseModule):
             True (the kernels, required on CUDA) or False (PyTorch ops). Same parameters and numerics; on an H200
             the kernels train 1.4-1.8x faster with half the memory (docs/performance.md). CPU always uses PyTorch.
         cuda_graph: replay the forward, and in training the backward too, from CUDA graphs captured per input
-            shape, which removes the host time of the launches (H200: COCO-size training 54 -> 28 ms, one
-            800x1344 image 10.3 -> 5.7 ms; docs/performance.md). For repeated shapes (fixed-size training crops,
+            shape, which removes the host time of the launches (H200: COCO-size training 57 -> 30 ms, one
+            800x1344 image 12.1 -> 5.8 ms; docs/performance.md). For repeated shapes (fixed-size training crops,
             sliding-window or fixed-size inference): each shape keeps its activation memory (4 shapes at most,
             least recently used dropped), and it turns itself off with a warning when shapes keep changing. The stem
             runs eagerly (its BatchNorms may be SyncBN); not used under torch.compile, nor in training with with_cp.
