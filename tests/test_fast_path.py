@@ -522,3 +522,26 @@ def test_cuda_graph_training_under_ddp():
     ref = _train_steps(eager, xs, steps=4)
     assert max(abs(a - b) / abs(b) for a, b in zip(got, ref)) < 1e-5, (got, ref)
     assert (model._graphs.captures, model._graphs.replays) == (1, 3)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_capture_failure_falls_back_to_eager():
+    """Something that cannot be captured (here a host sync) turns the graphs off with a warning; the call and the
+    following ones run eagerly and give the eager result."""
+    from mmconv2former.ops.cuda_graph import ShapeGraphs
+    lin = torch.nn.Linear(8, 8).cuda()
+    syncs = []
+
+    def fn(t):
+        y = lin(t)
+        syncs.append(float(y.sum()))  # .item()-like host sync: not allowed while capturing
+        return (y,)
+
+    graphs = ShapeGraphs(owner='test')
+    x = torch.randn(4, 8, device='cuda')
+    with pytest.warns(UserWarning, match='capturing a CUDA graph failed'):
+        (y,) = graphs.run(fn, x, [lin])
+    assert not graphs.enabled and torch.allclose(y, lin(x))
+    (y,) = graphs.run(fn, x, [lin])  # eager from now on; the device still works
+    assert torch.allclose(y, lin(x))

@@ -81,10 +81,17 @@ class ShapeGraphs:
                               stacklevel=3)
                 return fn(x)
             trainable = [slot for slot in slots if slot[2].requires_grad] if grad else []
-            if trainable or (grad and x.requires_grad):
-                entry = _TrainingGraph(fn, x, trainable, buffers)
-            else:
-                entry = _InferenceGraph(fn, x, buffers)
+            try:
+                if trainable or (grad and x.requires_grad):
+                    entry = _TrainingGraph(fn, x, trainable, buffers)
+                else:
+                    entry = _InferenceGraph(fn, x, buffers)
+            except Exception as exc:  # something in fn cannot be captured: keep the run going, eagerly
+                self.enabled = False
+                self.graphs.clear()
+                warnings.warn(f'{self.owner}: capturing a CUDA graph failed ({type(exc).__name__}: '
+                              f'{str(exc).splitlines()[0][:200]}); running eagerly from now on.', stacklevel=3)
+                return fn(x)
             self.graphs[key] = entry
             self.captures += 1
             while len(self.graphs) > self.max_graphs:
@@ -95,8 +102,8 @@ class ShapeGraphs:
         return entry(x)
 
 
-# Only the capturing thread's CUDA calls may invalidate a capture: NCCL's watchdog thread (DDP) polls its events
-# meanwhile, which the default 'global' mode counts as an error.
+# Only the capturing thread's CUDA calls are checked while capturing: other threads of the process (NCCL's watchdog
+# under DDP, data loading) may use CUDA meanwhile.
 _CAPTURE_MODE = 'thread_local'
 
 
