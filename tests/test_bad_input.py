@@ -368,9 +368,41 @@ def test_mask_annotations_as_mmdet_loads_them():
     results = load.transform(dict(height=SIZE, width=SIZE, ori_shape=(SIZE, SIZE),
                                   instances=[dict(box, mask=[[1, 2, 3, 4]])]))
     assert results['gt_ignore_flags'].tolist() == [True]
-    # No `segmentation` at all in a mask pipeline (Mask R-CNN): mmdet 3.3 fails with a bare KeyError.
-    with pytest.raises(KeyError, match='mask'):
+    # No `segmentation` at all in a mask pipeline (Mask R-CNN): mmdet 3.3 fails with a bare KeyError, which the tools
+    # turn into a message that says what is missing and what to do.
+    def no_masks():
         load.transform(dict(height=SIZE, width=SIZE, ori_shape=(SIZE, SIZE), instances=[dict(box)]))
+
+    with pytest.raises(KeyError, match='mask'):
+        no_masks()
+    with pytest.raises(SystemExit) as stop:
+        run_tool(no_masks)
+    assert stop.value.code.startswith("MissingMasksError: an annotation of the dataset has no instance mask")
+
+
+def test_missing_masks_from_a_dataloader_worker_are_explained():
+    """The same KeyError re-raised from a DataLoader worker (torch carries the worker's traceback in the message)."""
+    from mmdet.datasets.transforms import LoadAnnotations
+    from torch.utils.data import DataLoader, Dataset
+
+    class BoxesOnly(Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            box = dict(bbox=[0, 0, 10, 10], bbox_label=0, ignore_flag=0)
+            return LoadAnnotations(with_bbox=True, with_mask=True).transform(
+                dict(height=SIZE, width=SIZE, ori_shape=(SIZE, SIZE), instances=[box]))
+
+    with pytest.raises(SystemExit) as stop:
+        run_tool(lambda: next(iter(DataLoader(BoxesOnly(), num_workers=1))))
+    assert stop.value.code.startswith('MissingMasksError')
+
+    def other():
+        raise KeyError('mask')  # not from mmdet's mask loading: keeps its traceback
+
+    with pytest.raises(KeyError):
+        run_tool(other)
 
 
 # ---------------------------------------------------------------- NaN/Inf losses under AMP

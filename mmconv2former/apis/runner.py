@@ -200,3 +200,29 @@ def run_tool(main: Callable[[], None]) -> None:
         main()
     except CLEAR_ERRORS as error:
         sys.exit(f'{type(error).__name__}: {error}')
+    except KeyError as error:
+        if _is_missing_instance_mask(error):
+            sys.exit(MISSING_MASKS)
+        raise
+
+
+MISSING_MASKS = (
+    "MissingMasksError: an annotation of the dataset has no instance mask ('segmentation'), which this config's mask "
+    "head needs (mmdet's LoadAnnotations(with_mask=True) failed with a bare KeyError: 'mask'). Give every "
+    "annotation a 'segmentation' (polygons or RLE), or train a box-only detector (no mask head, with_mask=False in "
+    'the pipelines).')
+
+
+def _is_missing_instance_mask(error: KeyError) -> bool:
+    """mmdet's LoadAnnotations reading `instance['mask']` of an annotation without one: raised in the main process
+    (the traceback passes through `_process_masks`) or re-raised from a DataLoader worker (torch puts the worker's
+    traceback into the message)."""
+    if error.args == ('mask',):
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_name == '_process_masks':
+                return True
+            tb = tb.tb_next
+        return False
+    text = str(error.args[0]) if error.args else ''
+    return 'in _process_masks' in text and "KeyError: 'mask'" in text
