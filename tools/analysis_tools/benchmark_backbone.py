@@ -14,8 +14,11 @@ Triton kernel of the block timed alone next to its memory-bandwidth / FMA floor.
 
 Writes `benchmark.json`, `benchmark.md` and `benchmark.png` into `--out`.
 
-`--detector` instead times a Mask R-CNN (FPN) training iteration with Conv2Former-T (fast path) vs Swin-T; it needs
-mmdet with mmcv's compiled ops (RoIAlign, NMS).
+`--graphs` adds Conv2Former-T fast and ConvNeXt-T replayed from hand-made CUDA graphs (what the GPU alone needs)
+and the backbone's own `cuda_graph=True` option (forward and backward replayed per input shape), in every setting.
+
+`--detector` instead times a Mask R-CNN (FPN) training iteration with Conv2Former-T (fast path, reference path and
+fast with `cuda_graph=True`) vs Swin-T; it needs mmdet with mmcv's compiled ops (RoIAlign, NMS).
 
 If mmcv is installed without its compiled ops (`mmcv._ext`), the backbone columns still import mmdet's Swin-T by
 registering a stub `mmcv._ext` whose functions raise when called: Swin-T itself uses no compiled op.
