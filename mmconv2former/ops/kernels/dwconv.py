@@ -516,6 +516,14 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
                                           mode, K, flip, th, tw, unroll, BC, vec, num_warps=warps)
 
 
+def _split_tiles(n_tiles: int, per_split: int, sms: int):
+    """(splits, tiles per program) of a weight-gradient launch: the image tiles spread over enough programs for about
+    4 per SM, `per_split` programs (kernel columns x channel blocks) per split, no split left empty."""
+    splits = max(1, min(n_tiles, cdiv(4 * sms, per_split)))
+    tiles_per_prog = cdiv(n_tiles, splits)
+    return cdiv(n_tiles, tiles_per_prog), tiles_per_prog
+
+
 def dw_wgrad(g: torch.Tensor, dy: torch.Tensor, shape, C: int, K: int, out: torch.Tensor):
     """Adds the depthwise weight gradient (C, K, K) to the fp32 buffer `out`; g, dy blocked (C/BL, M, BL)."""
     N, H, W = shape
@@ -529,10 +537,7 @@ def dw_wgrad(g: torch.Tensor, dy: torch.Tensor, shape, C: int, K: int, out: torc
         tiles_w, tiles_h = cdiv(W, tw), cdiv(H, th)
         n_tiles = N * tiles_h * tiles_w
         cols = 1 if unroll else K  # programs per channel block and split, one per kernel column unless UNROLL
-        per_split = cols * (C // BL)
-        splits = max(1, min(n_tiles, cdiv(4 * sms, per_split)))
-        tiles_per_prog = cdiv(n_tiles, splits)
-        splits = cdiv(n_tiles, tiles_per_prog)
+        splits, tiles_per_prog = _split_tiles(n_tiles, cols * (C // BL), sms)
         _dwc_wgrad[(cols, C // BL, splits)](g, dy, out, M, H, W, C, tiles_w, tiles_h, n_tiles, tiles_per_prog,
                                             K, th, tw, unroll, BL, num_warps=warps)
         return
@@ -544,10 +549,7 @@ def dw_wgrad(g: torch.Tensor, dy: torch.Tensor, shape, C: int, K: int, out: torc
     tiles_w = cdiv(W, tw)
     tiles_img = cdiv(H, th) * tiles_w
     n_tiles = N * tiles_img
-    per_split = K * (C // bcw)
-    splits = max(1, min(n_tiles, (4 * sms + per_split - 1) // per_split))
-    tiles_per_prog = cdiv(n_tiles, splits)
-    splits = cdiv(n_tiles, tiles_per_prog)
+    splits, tiles_per_prog = _split_tiles(n_tiles, K * (C // bcw), sms)
     _dw_wgrad[(K, C // bcw, splits)](g, dy, out, M, H, W, C, tiles_w, tiles_img, n_tiles, tiles_per_prog,
                                      K, KP, th, tw, BL, bcw, num_warps=4)
 
