@@ -88,6 +88,7 @@ def test_train_runs_end_to_end_and_evaluates_with_coco_metric(trained):
     assert [r['iter'] for r in first_run if 'loss' in r] == [1, 2]
     metrics = [r for r in first_run if 'coco/bbox_mAP' in r]
     assert len(metrics) == 1 and 'coco/segm_mAP' in metrics[0] and 0 <= metrics[0]['coco/bbox_mAP_50'] <= 1
+    assert metrics[0]['step'] == 2, 'validation metrics are logged at their iteration'
     assert re.search(r'train.*2/2', first.stderr), 'no training progress bar'
 
 

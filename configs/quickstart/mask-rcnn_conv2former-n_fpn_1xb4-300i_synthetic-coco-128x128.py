@@ -62,7 +62,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, T_max=max_iters - 50, eta_min=4e-6),
 ]
 default_hooks = dict(
-    logger=dict(interval=25),
+    # log_metric_by_epoch=False: validation metrics go to scalars.json at their iteration (mmdet's logger keys them
+    # by epoch, which an iteration-based loop leaves at 0)
+    logger=dict(interval=25, log_metric_by_epoch=False),
     checkpoint=dict(by_epoch=False, interval=100, max_keep_ckpts=2),
     # Pictures of ground truth | prediction for every 4th validation batch, in <work_dir>/<timestamp>/vis_data/.
     visualization=dict(draw=True, interval=4))
