@@ -373,6 +373,24 @@ def test_cuda_graph_option_checked_and_ignored_on_cpu():
     assert copy.deepcopy(model)._graphs is None  # nothing captured on CPU
 
 
+def test_cuda_graph_capture_aliases_parameters_and_puts_them_back():
+    """While capturing, each parameter is replaced by an alias of the same memory (a graph leaf of its own); the
+    real parameters are back afterwards, also when the capture fails."""
+    from mmconv2former.ops.cuda_graph import _parameter_aliases, _parameter_slots
+    model = Conv2Former(arch=dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_size=7))
+    body = [model.stages[0], model.norm0]
+    before = [p for m in body for p in m.parameters()]
+    slots, buffers = _parameter_slots(body)
+    assert len(slots) == len(before) and all(p is q for (_, _, p), q in zip(slots, before)) and buffers == []
+    with pytest.raises(RuntimeError, match='capture failed'):
+        with _parameter_aliases(slots) as aliases:
+            now = [p for m in body for p in m.parameters()]
+            assert all(a is n and a is not b for a, n, b in zip(aliases, now, before))
+            assert all(a.data_ptr() == b.data_ptr() and a.requires_grad for a, b in zip(aliases, before))
+            raise RuntimeError('capture failed')
+    assert all(p is q for p, q in zip((p for m in body for p in m.parameters()), before))
+
+
 @pytest.mark.gpu
 @needs_cuda
 def test_cuda_graph_inference():
