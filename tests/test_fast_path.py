@@ -391,14 +391,20 @@ def test_cuda_graph_capture_aliases_parameters_and_puts_them_back():
     assert all(p is q for p, q in zip((p for m in body for p in m.parameters()), before))
 
 
+def graphed_and_eager(depths=(1, 1, 2, 1), device='cuda', **kwargs):
+    """A small seeded Conv2Former with cuda_graph=True (training mode) and an eager copy with the same weights."""
+    torch.manual_seed(0)
+    model = Conv2Former(arch=dict(depths=depths, dims=(16, 32, 64, 128), kernel_size=7), cuda_graph=True,
+                        **kwargs).to(device)
+    eager = copy.deepcopy(model)
+    eager.cuda_graph = False
+    return model, eager
+
+
 @pytest.mark.gpu
 @needs_cuda
 def test_cuda_graph_inference():
-    arch = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_size=7)
-    torch.manual_seed(0)
-    model = Conv2Former(arch=arch, cuda_graph=True).cuda().eval()
-    eager = copy.deepcopy(model)
-    eager.cuda_graph = False
+    model, eager = (m.eval() for m in graphed_and_eager())
     x1, x2 = torch.randn(2, 3, 64, 96, device='cuda'), torch.randn(2, 3, 64, 96, device='cuda')
     with torch.no_grad():
         for amp in (None, torch.bfloat16):
@@ -458,11 +464,7 @@ def _train_steps(model, xs, amp=None, steps=3, accumulate=False):
 @needs_cuda
 def test_cuda_graph_training_matches_eager(amp):
     """Training steps replayed from graphs give the losses, weights and BatchNorm statistics of eager steps."""
-    arch = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_size=7)
-    torch.manual_seed(0)
-    model = Conv2Former(arch=arch, cuda_graph=True).cuda().train()  # the stem's BatchNorm updates its statistics
-    eager = copy.deepcopy(model)
-    eager.cuda_graph = False
+    model, eager = graphed_and_eager()  # training mode: the stem's BatchNorm updates its statistics
     xs = [torch.randn(2, 3, 64, 96, device='cuda') for _ in range(2)]
     tol = 1e-5 if amp is None else 2e-2
     ref = _train_steps(eager, xs, amp)
@@ -486,11 +488,7 @@ def test_cuda_graph_training_matches_eager(amp):
 @pytest.mark.gpu
 @needs_cuda
 def test_cuda_graph_training_rules():
-    arch = dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), kernel_size=7)
-    torch.manual_seed(0)
-    model = Conv2Former(arch=arch, cuda_graph=True, drop_path_rate=0.5, frozen_stages=1).cuda().train()
-    eager = copy.deepcopy(model)
-    eager.cuda_graph = False
+    model, eager = graphed_and_eager(depths=(1, 1, 1, 1), drop_path_rate=0.5, frozen_stages=1)
     x = torch.randn(2, 3, 64, 64, device='cuda')
     # an input that requires grad gets its gradient; frozen parameters get none
     xg, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -525,11 +523,7 @@ def test_cuda_graph_training_under_ddp():
     engine's gradient hooks: DDP would raise at the next forward if a parameter's gradient had bypassed them."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
-    arch = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_size=7)
-    torch.manual_seed(0)
-    model = Conv2Former(arch=arch, cuda_graph=True).cuda().train()
-    eager = copy.deepcopy(model)
-    eager.cuda_graph = False
+    model, eager = graphed_and_eager()
     xs = [torch.randn(2, 3, 64, 96, device='cuda') for _ in range(2)]
     dist.init_process_group('nccl', store=dist.HashStore(), rank=0, world_size=1)
     try:

@@ -184,8 +184,9 @@ class _TrainingGraph:
         self.x_grad = x.requires_grad
         with _no_weight_cache():
             self.static_x = x.detach().clone().requires_grad_(self.x_grad)
+            leading = [self.static_x] if self.x_grad else []  # the inputs differentiated, before the parameters
             with _parameter_aliases(slots) as aliases:
-                inputs = ([self.static_x] if self.x_grad else []) + aliases
+                inputs = leading + aliases
 
                 def step():
                     outs = [o for o in fn(self.static_x) if o.requires_grad]
@@ -194,7 +195,7 @@ class _TrainingGraph:
                 _warm_up(step, x.device, buffers)
             # fresh aliases for the capture: the warm-up's leaves recorded the side stream
             with _parameter_aliases(slots) as aliases:
-                self._capture(fn, ([self.static_x] if self.x_grad else []) + aliases)
+                self._capture(fn, leading + aliases)
         self.generation = 0
 
     def _capture(self, fn, inputs: List[Tensor]):
