@@ -436,6 +436,7 @@ def test_cuda_graph_inference():
         assert graphs.captures == 5
     # shapes that keep changing: the cache turns itself off
     model.eval()
+    graphs.max_graphs = 4  # (default 256)
     with torch.no_grad(), pytest.warns(UserWarning, match='shapes keep changing'):
         for i in range(20):
             model(torch.randn(1, 3, 64 + 32 * i, 64, device='cuda'))
@@ -502,18 +503,79 @@ def test_cuda_graph_training_rules():
     model.train()
     with torch.no_grad():
         model.stages[1][0].layer_scale_1.fill_(1.0)
-    outs = [model(x)[-1] for _ in range(3)]
+    outs = [model(x)[-1].detach() for _ in range(3)]
     assert not torch.equal(outs[1], outs[2])
-    # the backward of a forward that a later replay overwrote raises instead of returning wrong gradients
-    y1 = model(x)[-1].sum()
-    model(x)
-    with pytest.raises(RuntimeError, match='backward of a forward that a later forward'):
-        y1.backward()
+    # a second backward over the replayed graph (retain_graph) raises instead of returning wrong gradients
+    y = model(x)[-1].sum()
+    y.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match='one backward per forward'):
+        y.backward()
     # with activation checkpointing, training runs eagerly (inference still replays)
     model.with_cp = True
     captures = model._graphs.captures
     sum(o.sum() for o in model(x)).backward()
     assert model._graphs.captures == captures
+
+
+def _grads(model):
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_forwards_before_backward():
+    """While a replayed forward waits for its backward, further forwards run eagerly (the graphs share their
+    activations' memory): two forwards and one backward give eager's gradients. A forward whose outputs are dropped
+    without a backward does not hold the graphs up."""
+    model, eager = graphed_and_eager()
+    for m in (model, eager):
+        m.eval()  # deterministic; the parameters stay trainable, so the training graphs are used
+    xa, xb = torch.randn(2, 3, 64, 96, device='cuda'), torch.randn(1, 3, 96, 64, device='cuda')
+    sum(o.sum() for o in model(xa)).backward()  # captures
+    graphs = model._graphs
+    assert (graphs.captures, graphs.replays) == (1, 0)
+    for m in (model, eager):
+        m.zero_grad(set_to_none=True)
+        loss = sum(o.sum() for o in m(xa)) + 2 * sum(o.sum() for o in m(xb)) + 3 * sum(o.sum() for o in m(xa))
+        loss.backward()
+    assert (graphs.captures, graphs.replays) == (1, 1)  # the last two forwards ran eagerly
+    assert all(max_rel(a, b) < 1e-5 for a, b in zip(_grads(model), _grads(eager)))
+    model(xa)  # replayed, never backwarded: dropped at once
+    sum(o.sum() for o in model(xb)).backward()
+    assert (graphs.captures, graphs.replays) == (2, 2)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_shapes_share_memory():
+    """The graphs of all shapes share one memory pool and one set of static buffers: capturing smaller shapes after
+    a large one adds little memory, and every shape still replays eager's outputs and gradients afterwards."""
+    model, eager = graphed_and_eager(depths=(1, 1, 2, 1))
+    shapes = [(2, 3, 256, 384), (2, 3, 192, 384), (1, 3, 256, 320), (2, 3, 224, 256)]
+    xs = [torch.randn(s, device='cuda') for s in shapes]
+
+    def step(m, x):
+        m.zero_grad(set_to_none=True)
+        outs = m(x)
+        sum((o.float() * (k + 1)).mean() for k, o in enumerate(outs)).backward()
+        return [o.detach() for o in outs], _grads(m)
+
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_reserved()
+    step(model, xs[0])
+    torch.cuda.empty_cache()
+    first = torch.cuda.memory_reserved() - base
+    for x in xs[1:]:
+        step(model, x)
+    torch.cuda.empty_cache()
+    more = torch.cuda.memory_reserved() - base - first
+    assert model._graphs.captures == len(shapes)
+    assert more <= 0.25 * first, (first, more)
+    for x in xs[::-1]:  # every graph after all the captures: nothing overwritten
+        (outs, grads), (ref_outs, ref_grads) = step(model, x), step(eager, x)
+        assert all(max_rel(a, b) < 1e-5 for a, b in zip(outs + grads, ref_outs + ref_grads))
+    assert model._graphs.replays == len(shapes)
 
 
 @pytest.mark.gpu

@@ -3,18 +3,25 @@
 
 An eager Conv2Former-T step issues several hundred kernel launches and GEMMs; on the GPU machines we measured, their
 host time, not the GPU, sets the speed (docs/performance.md: COCO-size training 57 ms eager vs 30 ms replayed). A
-graph replays all of them with one launch. It pays off when shapes repeat: fixed-size training crops (mmseg's
-512x512, LSJ-style detection), sliding-window segmentation, fixed-size test pipelines, benchmarks, serving. Each
-captured shape keeps its activations in its own memory pool, so at most `max_graphs` are kept, and when shapes keep
-changing (mmdet's keep-ratio resizing) the cache turns itself off with a warning instead of capturing forever.
+graph replays all of them with one launch. It pays off when shapes repeat: fixed-size training crops, sliding-window
+segmentation, fixed-size test pipelines, serving, and also mmdet's keep-ratio batches, whose padded shapes come from
+a limited set.
 
-Training (autograd on): the forward and the backward are two graphs sharing one pool, wrapped in an autograd
-Function whose inputs are the input and the trainable parameters, so gradients reach `.grad` through the autograd
-engine like any op's (DDP's and hooks' gradient hooks fire) as fresh tensors (views of one copy of the graph's packed
-gradients). Capturing runs the step twice for real first (kernels compiled, workspaces made); the module's buffers
-(BatchNorm statistics) and the CUDA RNG state are put back afterwards, so a capture leaves no trace. The backward of a
-replay must run before the next forward replay of the same shape (the usual forward/backward/step loop): the graph's
-activations are shared, and a late backward raises instead of returning wrong gradients.
+Memory: all graphs of a module share one memory pool and one set of static buffers (input, outputs, output
+gradients, packed parameter gradients), so the activations of the shapes do not add up (with a pool per shape they
+did); the shared pool still grows slowly as shapes of new sizes fragment it (Conv2Former-T on keep-ratio COCO shapes:
+6.4 GiB reserved after 20 shapes, 9.4 GiB after 111; docs/performance.md). Sharing is safe because only one graph's
+activations are ever in use: while a replayed training forward waits for its
+backward, further calls of the module run eagerly (e.g. a second forward before the backward), and a backward whose
+activations a later replay has overwritten (possible only with `retain_graph=True`) raises instead of returning wrong
+gradients. The least recently used graphs beyond `max_graphs` are dropped; when shapes keep changing without repeats
+the cache turns itself off with a warning instead of capturing forever.
+
+Training (autograd on): the forward and the backward are two graphs, wrapped in an autograd Function whose inputs are
+the input and the trainable parameters, so gradients reach `.grad` through the autograd engine like any op's (DDP's
+and hooks' gradient hooks fire) as fresh tensors (views of one copy of the graph's packed gradients). Capturing runs
+the step twice for real first (kernels compiled, workspaces made); the module's buffers (BatchNorm statistics) and the
+CUDA RNG state are put back afterwards, so a capture leaves no trace.
 
 Graphs read the parameters where they are: in-place updates (the optimizer, `load_state_dict`, EMA swaps) are seen by
 the next replay; a parameter or buffer that moved to new memory (`.to()`, reassignment) or changed `requires_grad`
@@ -23,7 +30,8 @@ makes a new capture.
 import collections
 import contextlib
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple
+import weakref
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -39,18 +47,34 @@ def _autocast_state() -> Tuple[bool, Optional[torch.dtype]]:
     return enabled, (dtype if enabled else None)
 
 
+class _Pending:
+    """Held by the autograd graph of a replayed training forward until its backward has run: while it lives, the
+    graphs' shared activations are in use."""
+
+
+def _spec(t: Tensor):
+    """(shape, strides, dtype) of a tensor's copy: channels-last stays channels-last, anything else is contiguous."""
+    channels_last = t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+    return tuple(t.shape), (t.stride() if channels_last else None), t.dtype
+
+
 class ShapeGraphs:
     """`run(fn, x, modules, mode)`: `fn(x)` (a tuple of tensors) replayed from the CUDA graph(s) captured for x's
     shape, dtype and device, the autocast and grad state, `mode` (e.g. the module's training flag) and the memory and
-    `requires_grad` of the parameters and buffers of `modules` (those `fn` uses). The outputs are fresh tensors
-    (copies of the graph's static outputs, which the next replay overwrites)."""
+    `requires_grad` of the parameters and buffers of `modules` (those `fn` uses). The outputs are fresh tensors.
+    See the module docstring for the memory the graphs share and the rules that follow."""
 
-    def __init__(self, max_graphs: int = 4, owner: str = 'cuda_graph'):
+    def __init__(self, max_graphs: int = 256, owner: str = 'cuda_graph'):
         self.max_graphs = max_graphs
         self.owner = owner
         self.graphs = collections.OrderedDict()
         self.captures = self.replays = 0
         self.enabled = True
+        self.pool = None  # the memory pool of all the graphs, made at the first capture
+        self.side_stream = None  # the warm-ups' stream: one for all captures (cuBLAS keeps a workspace per stream)
+        self.arenas: Dict[str, Tensor] = {}  # the static buffers the graphs share (`static`)
+        self.generation = 0  # replays so far: a backward needs its forward's activations untouched since
+        self.pending = None  # weak reference to the `_Pending` of the replayed forward waiting for its backward
 
     def __deepcopy__(self, memo):  # a copied module (EMA, deepcopy) starts with no graphs of its own
         return ShapeGraphs(self.max_graphs, self.owner)
@@ -61,36 +85,64 @@ class ShapeGraphs:
     def __setstate__(self, state):
         self.__init__(**state)
 
+    def busy(self) -> bool:
+        """True while the activations of a replayed training forward wait for its backward."""
+        return self.pending is not None and self.pending() is not None
+
+    def static(self, name: str, specs, device: torch.device) -> List[Tensor]:
+        """Tensors of the given `_spec`s in the shared static buffer `name`, made or grown outside the graphs' pool
+        (call it before capturing). Graphs captured earlier keep the buffer they were captured with."""
+        offsets, nbytes = [], 0
+        for shape, _, dtype in specs:
+            offsets.append(nbytes)
+            nbytes += -(-_numel(shape) * dtype.itemsize // 256) * 256
+        buf = self.arenas.get(name)
+        if buf is None or buf.numel() < nbytes or buf.device != device:
+            size = nbytes if buf is None else max(nbytes, buf.numel() * 5 // 4)
+            with torch.inference_mode(False):  # a normal tensor: graphs captured outside inference mode use it too
+                buf = self.arenas[name] = torch.empty(size, dtype=torch.uint8, device=device)
+        out = []
+        for offset, (shape, strides, dtype) in zip(offsets, specs):
+            flat = buf[offset:offset + _numel(shape) * dtype.itemsize].view(dtype)
+            out.append(flat.view(shape) if strides is None else flat.as_strided(shape, strides))
+        return out
+
+    def replay(self, graph: torch.cuda.CUDAGraph, static_x: Tensor, x: Tensor, static_out) -> Tuple[Tensor, ...]:
+        """Copy x in, replay, copy the outputs out (the next replay of any graph overwrites them)."""
+        with torch.no_grad():
+            static_x.copy_(x)
+        graph.replay()
+        self.generation += 1
+        return tuple(o.clone() for o in static_out)
+
     def run(self, fn: Callable[[Tensor], Tuple[Tensor, ...]], x: Tensor, modules: Sequence[nn.Module],
             mode=None) -> Tuple[Tensor, ...]:
-        if not self.enabled:
+        if not self.enabled or self.busy():
             return fn(x)
         slots, buffers = _parameter_slots(modules)
         grad = torch.is_grad_enabled()
-        key = (tuple(x.shape), x.dtype, x.device, _autocast_state(), torch.is_inference_mode_enabled(), grad,
-               grad and x.requires_grad, mode, tuple((p.data_ptr(), p.requires_grad) for _, _, p in slots),
+        key = (tuple(x.shape), x.stride(), x.dtype, x.device, _autocast_state(), torch.is_inference_mode_enabled(),
+               grad, grad and x.requires_grad, mode, tuple((p.data_ptr(), p.requires_grad) for _, _, p in slots),
                tuple(b.data_ptr() for b in buffers))
         entry = self.graphs.get(key)
         if entry is None:
             if self.captures >= 4 * self.max_graphs and self.replays < self.captures:
-                self.enabled = False
-                self.graphs.clear()
-                warnings.warn(f'{self.owner}: the input shapes keep changing ({self.captures} graphs captured, '
-                              f'{self.replays} replays); running eagerly from now on. CUDA graphs help when shapes '
-                              'repeat (fixed-size training crops, fixed-size or sliding-window inference).',
-                              stacklevel=3)
+                self._disable(f'the input shapes keep changing ({self.captures} graphs captured, {self.replays} '
+                              'replays); running eagerly from now on. CUDA graphs help when shapes repeat '
+                              '(fixed-size training crops, fixed-size or sliding-window inference).')
                 return fn(x)
             trainable = [slot for slot in slots if slot[2].requires_grad] if grad else []
             try:
+                if self.pool is None or self.side_stream.device != x.device:  # (a module moved to another GPU)
+                    self.pool = torch.cuda.graph_pool_handle()
+                    self.side_stream = torch.cuda.Stream(x.device)
                 if trainable or (grad and x.requires_grad):
-                    entry = _TrainingGraph(fn, x, trainable, buffers)
+                    entry = _TrainingGraph(self, fn, x, trainable, buffers)
                 else:
-                    entry = _InferenceGraph(fn, x, buffers)
+                    entry = _InferenceGraph(self, fn, x, buffers)
             except Exception as exc:  # something in fn cannot be captured: keep the run going, eagerly
-                self.enabled = False
-                self.graphs.clear()
-                warnings.warn(f'{self.owner}: capturing a CUDA graph failed ({type(exc).__name__}: '
-                              f'{str(exc).splitlines()[0][:200]}); running eagerly from now on.', stacklevel=3)
+                self._disable(f'capturing a CUDA graph failed ({type(exc).__name__}: '
+                              f'{str(exc).splitlines()[0][:200]}); running eagerly from now on.')
                 return fn(x)
             self.graphs[key] = entry
             self.captures += 1
@@ -100,6 +152,19 @@ class ShapeGraphs:
             self.graphs.move_to_end(key)
             self.replays += 1
         return entry(x)
+
+    def _disable(self, why: str):
+        self.enabled = False
+        self.graphs.clear()
+        self.arenas.clear()
+        warnings.warn(f'{self.owner}: {why}', stacklevel=4)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
 # Only the capturing thread's CUDA calls are checked while capturing: other threads of the process (NCCL's watchdog
@@ -135,21 +200,24 @@ def _parameter_aliases(slots):
             owner._parameters[name] = p
 
 
-def _warm_up(step: Callable[[], None], device: torch.device, buffers: Sequence[Tensor]):
-    """Runs `step` twice on a side stream (kernels compiled, cuBLAS workspaces made before capturing), then puts the
-    buffers (BatchNorm statistics) and the CUDA RNG state back as they were."""
+def _warm_up(step: Callable[[], List[Tensor]], owner: ShapeGraphs, device: torch.device,
+             buffers: Sequence[Tensor]) -> List[Tensor]:
+    """Runs `step` twice on the owner's side stream (kernels compiled, cuBLAS workspaces made before capturing),
+    then puts the buffers (BatchNorm statistics) and the CUDA RNG state back as they were. Returns the last step's
+    outputs."""
     saved = [b.clone() for b in buffers]
     rng = torch.cuda.get_rng_state(device)
-    side = torch.cuda.Stream(device)
+    side = owner.side_stream
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
         for _ in range(2):
-            step()
+            outs = step()
     torch.cuda.current_stream(device).wait_stream(side)
     with torch.no_grad():
         for b, s in zip(buffers, saved):
             b.copy_(s)
     torch.cuda.set_rng_state(rng, device)
+    return outs
 
 
 def _no_weight_cache():
@@ -159,58 +227,75 @@ def _no_weight_cache():
     return torch.autocast('cuda', dtype=dtype, enabled=enabled, cache_enabled=False)
 
 
+def _static_input(owner: ShapeGraphs, x: Tensor) -> Tensor:
+    (static_x,) = owner.static('x', [_spec(x)], x.device)
+    with torch.no_grad():
+        static_x.copy_(x)
+    return static_x
+
+
 class _InferenceGraph:
     """Forward only (no autograd)."""
 
-    def __init__(self, fn, x: Tensor, buffers):
+    def __init__(self, owner: ShapeGraphs, fn, x: Tensor, buffers):
+        self.owner = owner
+        self.static_x = _static_input(owner, x)
         with _no_weight_cache():
-            self.static_x = x.detach().clone()
-            _warm_up(lambda: fn(self.static_x), x.device, buffers)
+            outs = _warm_up(lambda: fn(self.static_x), owner, x.device, buffers)
+            self.static_out = owner.static('out', [_spec(o) for o in outs], x.device)
+            del outs
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, capture_error_mode=_CAPTURE_MODE):
-                self.static_out = fn(self.static_x)
+            with torch.cuda.graph(self.graph, pool=owner.pool, capture_error_mode=_CAPTURE_MODE):
+                for static, o in zip(self.static_out, fn(self.static_x)):
+                    static.copy_(o)
 
     def __call__(self, x: Tensor) -> Tuple[Tensor, ...]:
-        self.static_x.copy_(x)
-        self.graph.replay()
-        return tuple(o.clone() for o in self.static_out)
+        return self.owner.replay(self.graph, self.static_x, x, self.static_out)
 
 
 class _TrainingGraph:
     """Forward and backward graphs; gradients of the input (if it requires grad) and of `params`."""
 
-    def __init__(self, fn, x: Tensor, slots, buffers):
+    def __init__(self, owner: ShapeGraphs, fn, x: Tensor, slots, buffers):
+        self.owner = owner
         self.params = [p for _, _, p in slots]
         self.x_grad = x.requires_grad
+        self.static_x = _static_input(owner, x).requires_grad_(self.x_grad)
         with _no_weight_cache():
-            self.static_x = x.detach().clone().requires_grad_(self.x_grad)
             leading = [self.static_x] if self.x_grad else []  # the inputs differentiated, before the parameters
             with _parameter_aliases(slots) as aliases:
                 inputs = leading + aliases
 
                 def step():
-                    outs = [o for o in fn(self.static_x) if o.requires_grad]
-                    torch.autograd.grad(outs, inputs, [torch.ones_like(o) for o in outs], allow_unused=True)
+                    outs = fn(self.static_x)
+                    diff = [o for o in outs if o.requires_grad]
+                    torch.autograd.grad(diff, inputs, [torch.ones_like(o) for o in diff], allow_unused=True)
+                    return [o.detach() for o in outs]
 
-                _warm_up(step, x.device, buffers)
+                outs = _warm_up(step, owner, x.device, buffers)
             # fresh aliases for the capture: the warm-up's leaves recorded the side stream
             with _parameter_aliases(slots) as aliases:
-                self._capture(fn, leading + aliases)
-        self.generation = 0
+                self._capture(fn, leading + aliases, [_spec(o) for o in outs])
 
-    def _capture(self, fn, inputs: List[Tensor]):
-        """The forward graph, then the backward graph in the same pool: gradients of `inputs` packed per dtype."""
+    def _capture(self, fn, inputs: List[Tensor], out_specs):
+        """The forward graph, then the backward graph: gradients of `inputs` packed per dtype into the shared static
+        buffer (one copy per dtype hands them out)."""
+        owner, device = self.owner, self.static_x.device
+        self.static_out = owner.static('out', out_specs, device)
+        dtypes = sorted({t.dtype for t in inputs}, key=str)
+        sizes = [sum(t.numel() for t in inputs if t.dtype == dtype) for dtype in dtypes]
+        packed = dict(zip(dtypes, owner.static('grads', [((n,), None, d) for n, d in zip(sizes, dtypes)], device)))
         self.fwd = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.fwd, capture_error_mode=_CAPTURE_MODE):
+        with torch.cuda.graph(self.fwd, pool=owner.pool, capture_error_mode=_CAPTURE_MODE):
             outs = fn(self.static_x)
-        self.static_out = tuple(o.detach() for o in outs)
+            for static, o in zip(self.static_out, outs):
+                static.copy_(o.detach())
         self.differentiable = [i for i, o in enumerate(outs) if o.requires_grad]
-        self.static_gout = [torch.empty_like(outs[i]) for i in self.differentiable]
+        self.static_gout = owner.static('gout', [_spec(outs[i]) for i in self.differentiable], device)
         self.bwd = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.bwd, pool=self.fwd.pool(), capture_error_mode=_CAPTURE_MODE):
+        with torch.cuda.graph(self.bwd, pool=owner.pool, capture_error_mode=_CAPTURE_MODE):
             grads = torch.autograd.grad([outs[i] for i in self.differentiable], inputs, self.static_gout,
                                         allow_unused=True)
-            # one packed buffer per dtype, so a replay hands out its gradients with one copy per dtype
             self.layout = []  # per input: None (no gradient) or (dtype, offset, shape)
             groups = collections.defaultdict(list)
             for g in grads:
@@ -220,29 +305,29 @@ class _TrainingGraph:
                 parts = groups[g.dtype]
                 self.layout.append((g.dtype, sum(p.numel() for p in parts), g.shape))
                 parts.append(g.reshape(-1))
-            self.packed = {dtype: torch.cat(parts) for dtype, parts in groups.items()}
+            self.packed = {}
+            for dtype, parts in groups.items():
+                self.packed[dtype] = packed[dtype][:sum(p.numel() for p in parts)]
+                torch.cat(parts, out=self.packed[dtype])
         del outs, grads, groups
 
     def __call__(self, x: Tensor) -> Tuple[Tensor, ...]:
         return _ReplayFunction.apply(self, x, *self.params)
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        self.static_x.detach().copy_(x)
-        self.fwd.replay()
-        self.generation += 1
-        return tuple(o.clone() for o in self.static_out)
-
     def backward(self, generation: int, gouts) -> List[Optional[Tensor]]:
-        if generation != self.generation:
-            raise RuntimeError('Conv2Former(cuda_graph=True): backward of a forward that a later forward of the same '
-                               'input shape has replaced (the graph keeps one set of activations per shape). Run '
-                               'backward before the next forward, or set cuda_graph=False.')
+        owner = self.owner
+        if generation != owner.generation:
+            raise RuntimeError('Conv2Former(cuda_graph=True): backward of a replayed forward whose activations a later '
+                               'replay has overwritten or an earlier backward has used (retain_graph=True). Run one '
+                               'backward per forward, or set cuda_graph=False.')
         for i, static in zip(self.differentiable, self.static_gout):
             if gouts[i] is None:
                 static.zero_()
             else:
                 static.copy_(gouts[i])
         self.bwd.replay()
+        owner.generation += 1  # the backward reuses the activations' memory
+        owner.pending = None
         copies = {dtype: buf.clone() for dtype, buf in self.packed.items()}
         return [None if entry is None else copies[entry[0]][entry[1]:entry[1] + entry[2].numel()].view(entry[2])
                 for entry in self.layout]
@@ -252,8 +337,12 @@ class _ReplayFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, graph: _TrainingGraph, x: Tensor, *params: Tensor):
-        ctx.graph, ctx.generation = graph, graph.generation + 1
-        return graph.forward(x)
+        owner = graph.owner
+        outs = owner.replay(graph.fwd, graph.static_x, x, graph.static_out)
+        ctx.graph, ctx.generation = graph, owner.generation
+        ctx.pending = _Pending()  # lives as long as this autograd graph; until its backward, other calls run eagerly
+        owner.pending = weakref.ref(ctx.pending)
+        return outs
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -17,6 +17,11 @@ Writes `benchmark.json`, `benchmark.md` and `benchmark.png` into `--out`.
 `--graphs` adds Conv2Former-T fast and ConvNeXt-T replayed from hand-made CUDA graphs (what the GPU alone needs)
 and the backbone's own `cuda_graph=True` option (forward and backward replayed per input shape), in every setting.
 
+`--keep-ratio N` instead times N training steps on the batch shapes of mmdet's keep-ratio COCO pipeline (2 images
+of COCO-like sizes resized to fit 1333x800, the batch padded to a multiple of 32; seeded), where every few steps
+bring a shape not seen before: Conv2Former-T fast eager and with `cuda_graph=True` (captures included; `--models`
+picks others).
+
 `--detector` instead times a Mask R-CNN (FPN) training iteration with Conv2Former-T (fast path, reference path and
 fast with `cuda_graph=True`) vs Swin-T; it needs mmdet with mmcv's compiled ops (RoIAlign, NMS).
 
@@ -477,6 +482,80 @@ def profile_fast_step(device, dtype, out_dir, top=25):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# keep-ratio mode: changing batch shapes
+# ---------------------------------------------------------------------------------------------------------------
+def keep_ratio_shapes(n, batch=2, scale=(1333, 800), divisor=32, seed=0):
+    """Batch shapes of mmdet's `Resize(scale=(1333, 800), keep_ratio=True)` + batch padding to `divisor`, for image
+    sizes drawn like COCO's: long side 640, short side 480 (45%), 427 (25%) or uniform in 320..640; 30% portrait."""
+    import random
+    rng = random.Random(seed)
+    shapes = []
+    for _ in range(n):
+        hs, ws = [], []
+        for _ in range(batch):
+            r = rng.random()
+            short = 480 if r < 0.45 else 427 if r < 0.70 else rng.randint(320, 640)
+            h, w = (short, 640) if rng.random() < 0.7 else (640, short)
+            f = min(max(scale) / max(h, w), min(scale) / min(h, w))
+            hs.append(int(h * f + 0.5))
+            ws.append(int(w * f + 0.5))
+        shapes.append((batch, 3, -(-max(hs) // divisor) * divisor, -(-max(ws) // divisor) * divisor))
+    return shapes
+
+
+def _train_step(model, shape, device, dtype):
+    for p in model.parameters():
+        p.grad = None
+    x = torch.randn(shape, device=device)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        loss = _loss(model(x))
+    loss.backward()
+
+
+def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
+    shapes = keep_ratio_shapes(steps)
+    if tiny:
+        shapes = [(b, c, h // 8, w // 8) for b, c, h, w in shapes]
+    results = []
+    cuda = device.type == 'cuda'
+    for name in names:
+        model = build_model(name, device).train()
+        if cuda:
+            torch.cuda.empty_cache()
+            free0 = torch.cuda.mem_get_info(device)[0]
+            torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(warmup):
+            _train_step(model, shapes[0], device, dtype)
+        _sync(device)
+        times, seen, repeat = [], set(), []
+        for shape in shapes:  # wall time of each step, synchronized
+            t0 = time.perf_counter()
+            _train_step(model, shape, device, dtype)
+            _sync(device)
+            times.append((time.perf_counter() - t0) * 1e3)
+            repeat.append(shape in seen)
+            seen.add(shape)
+        graphs = getattr(model, '_graphs', None)
+        again = [t for t, r in zip(times, repeat) if r]
+        res = dict(model=name, label=MODEL_LABELS[name], steps=len(shapes), shapes=len(seen),
+                   mean_ms=statistics.mean(times), median_ms=statistics.median(times),
+                   repeat_median_ms=statistics.median(again) if again else float('nan'),
+                   new_median_ms=statistics.median([t for t, r in zip(times, repeat) if not r]),
+                   peak_gib=torch.cuda.max_memory_allocated(device) / GIB if cuda else 0.0,
+                   device_used_gib=(free0 - torch.cuda.mem_get_info(device)[0]) / GIB if cuda else 0.0,
+                   captures=graphs.captures if graphs else None, replays=graphs.replays if graphs else None)
+        results.append(res)
+        print(f"[keep-ratio] {res['label']:36s} mean {res['mean_ms']:7.1f} ms  median {res['median_ms']:7.1f}  "
+              f"seen-shape median {res['repeat_median_ms']:7.1f}  new-shape median {res['new_median_ms']:7.1f}  "
+              f"peak {res['peak_gib']:.2f} GiB  device +{res['device_used_gib']:.2f} GiB  "
+              f"captures {res['captures']} replays {res['replays']}", flush=True)
+        del model
+        if cuda:
+            torch.cuda.empty_cache()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # detector mode
 # ---------------------------------------------------------------------------------------------------------------
 def _detector_step(model, opt, data, device, dtype):
@@ -490,7 +569,10 @@ def _detector_step(model, opt, data, device, dtype):
     return step
 
 
-def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2):
+def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2, keep_ratio=0, tiny=False):
+    """Mask R-CNN training iterations: `steps` on one fixed batch shape, or with `keep_ratio` > 0 that many
+    iterations on keep-ratio COCO batch shapes (`keep_ratio_shapes`; each shape's data made before timing; the
+    median is over the iterations whose shape was seen before)."""
     from mmdet.testing import demo_mm_inputs
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
@@ -499,8 +581,12 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2)
     import mmconv2former  # noqa: F401  (registers the backbone)
     register_all_modules()
     base = Config.fromfile(osp.join(REPO, 'configs/_base_/models/mask-rcnn_conv2former_fpn.py'))
+    shapes = keep_ratio_shapes(keep_ratio, batch) if keep_ratio else [(batch, 3) + tuple(image)]
+    if tiny and keep_ratio:
+        shapes = [(b, c, h // 8, w // 8) for b, c, h, w in shapes]
+    names = ('c2f_fast', 'c2f_fast_cg') if keep_ratio else ('c2f_fast', 'c2f_ref', 'swin_t', 'c2f_fast_cg')
     results = []
-    for name in ('c2f_fast', 'c2f_ref', 'swin_t', 'c2f_fast_cg'):
+    for name in names:
         cfg = base.model.copy()
         cfg['backbone'] = dict(cfg['backbone'])
         cfg['backbone'].update(norm_cfg=dict(type='BN', requires_grad=True))
@@ -515,18 +601,34 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2)
                                    drop_path_rate=0.2)
         cfg.setdefault('_scope_', 'mmdet')
         model = ROOT_MODELS.build(cfg).to(device).train()
-        packed = demo_mm_inputs(batch_size=batch, image_shapes=[(3,) + tuple(image)] * batch, num_items=[8] * batch,
-                                with_mask=True)
-        data = model.data_preprocessor(packed, True)
+        data = {}
+        for shape in shapes:
+            if shape not in data:
+                packed = demo_mm_inputs(batch_size=batch, image_shapes=[shape[1:]] * batch, num_items=[8] * batch,
+                                        with_mask=True)
+                data[shape] = model.data_preprocessor(packed, True)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         if device.type == 'cuda':
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-
-        step = _detector_step(model, opt, data, device, dtype)
-        med, times = time_fn(step, device, steps, warmup)
+        if keep_ratio:
+            for _ in range(warmup):
+                _detector_step(model, opt, data[shapes[0]], device, dtype)()
+            _sync(device)
+            times, seen = [], set()
+            for shape in shapes:
+                t0 = time.perf_counter()
+                _detector_step(model, opt, data[shape], device, dtype)()
+                _sync(device)
+                if shape in seen:
+                    times.append((time.perf_counter() - t0) * 1e3)
+                seen.add(shape)
+            med = statistics.median(times) if times else float('nan')
+        else:
+            med, _ = time_fn(_detector_step(model, opt, data[shapes[0]], device, dtype), device, steps, warmup)
         peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == 'cuda' else 0.0
-        results.append(dict(model=name, label=MODEL_LABELS[name], ms=med, peak_gib=peak))
+        results.append(dict(model=name, label=MODEL_LABELS[name], ms=med, peak_gib=peak, steps=len(shapes),
+                            shapes=len(set(shapes))))
         print(f'[detector] {MODEL_LABELS[name]:22s} {med:8.1f} ms  {peak:6.2f} GiB', flush=True)
         del model, opt, data
     return results
@@ -608,8 +710,22 @@ def _markdown_rest(report, lines):
             lines.append(f"| {k['kernel']} | {k['ms'] * 1e3:.0f} us | {k['bytes'] / 1e6:.0f} MB | "
                          f"{k['flops'] / 1e9:.1f} G | {k['floor_ms'] * 1e3:.0f} us | {k['bound']} | "
                          f"{k['gbps']:.0f} GB/s | {k['x_floor']:.1f} |")
+    if report.get('keep_ratio'):
+        rows = report['keep_ratio']
+        lines += ['', f"Training on keep-ratio COCO batch shapes: {rows[0]['steps']} steps, {rows[0]['shapes']} "
+                  'different shapes (`keep_ratio_shapes`), wall time per step including captures', '',
+                  '| model | mean per step | median | median, shape seen before | median, new shape | peak memory '
+                  '| device memory used | graphs captured / replayed |', '|---|---|---|---|---|---|---|---|']
+        for r in rows:
+            cg = f"{r['captures']} / {r['replays']}" if r['captures'] is not None else '-'
+            lines.append(f"| {r['label']} | {r['mean_ms']:.1f} ms | {r['median_ms']:.1f} ms | "
+                         f"{r['repeat_median_ms']:.1f} ms | {r['new_median_ms']:.1f} ms | {r['peak_gib']:.2f} GiB | "
+                         f"{r['device_used_gib']:.2f} GiB | {cg} |")
     if report.get('detector'):
-        lines += ['', '| Mask R-CNN train iteration | time | peak memory |', '|---|---|---|']
+        det = report['detector']
+        what = (f"median of the iterations whose shape was seen before, {det[0]['steps']} iterations on "
+                f"{det[0]['shapes']} keep-ratio COCO batch shapes" if det[0]['shapes'] > 1 else 'median')
+        lines += ['', f'| Mask R-CNN train iteration ({what}) | time | peak memory |', '|---|---|---|']
         for r in report['detector']:
             lines.append(f"| {r['label']} | {r['ms']:.1f} ms | {r['peak_gib']:.2f} GiB |")
     return '\n'.join(lines) + '\n'
@@ -682,7 +798,8 @@ def run_models(names, args, report, device, dtype):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default='work_dirs/benchmark', help='output folder')
-    parser.add_argument('--models', default=','.join(MODELS[:4]))
+    parser.add_argument('--models', default=None, help=f'default: {",".join(MODELS[:4])}; with --keep-ratio '
+                        'c2f_fast,c2f_fast_cg')
     parser.add_argument('--settings', default=','.join(SETTINGS))
     parser.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'])
     parser.add_argument('--steps', type=int, default=20)
@@ -693,7 +810,10 @@ def main():
                         help='add Conv2Former-T fast and ConvNeXt-T replayed from CUDA graphs (GPU time, no host), '
                              "and the backbone's own cuda_graph=True option")
     parser.add_argument('--launch-overhead', action='store_true', help='host time of one kernel launch')
-    parser.add_argument('--detector', action='store_true', help='Mask R-CNN training iteration instead')
+    parser.add_argument('--detector', action='store_true',
+                        help='Mask R-CNN training iteration instead (with --keep-ratio N: on changing shapes)')
+    parser.add_argument('--keep-ratio', type=int, default=0, metavar='N',
+                        help="N training steps on mmdet's keep-ratio COCO batch shapes instead")
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--tiny', action='store_true', help='smoke test: tiny inputs (e.g. on CPU)')
     args = parser.parse_args()
@@ -723,10 +843,15 @@ def main():
             dtype, report['dtype'] = torch.float16, 'fp16'
             print('[detector] fp16 autocast (mmcv RoIAlign has no bf16 kernel; mmdet AmpOptimWrapper uses fp16)')
         report['detector'] = detector_benchmark(device, dtype, args.steps, args.warmup,
-                                                image=(128, 160) if args.tiny else (800, 1344))
-        suffix = '_detector'
+                                                image=(128, 160) if args.tiny else (800, 1344),
+                                                keep_ratio=args.keep_ratio, tiny=args.tiny)
+        suffix = '_detector_keep_ratio' if args.keep_ratio else '_detector'
+    elif args.keep_ratio:
+        names = args.models.split(',') if args.models else ('c2f_fast', 'c2f_fast_cg')
+        report['keep_ratio'] = keep_ratio_benchmark(device, dtype, args.keep_ratio, args.warmup, names, args.tiny)
+        suffix = '_keep_ratio'
     else:
-        run_models(args.models.split(','), args, report, device, dtype)
+        run_models((args.models or ','.join(MODELS[:4])).split(','), args, report, device, dtype)
         if not args.no_micro:
             report['micro'] = micro_benchmarks(device, dtype, args.steps, args.warmup, **micro_size)
             if device.type == 'cuda':
