@@ -527,14 +527,20 @@ def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
         for _ in range(warmup):
             _train_step(model, shapes[0], device, dtype)
         _sync(device)
-        times, seen, repeat = [], set(), []
-        for shape in shapes:  # wall time of each step, synchronized
+        times, seen, repeat, memory = [], set(), [], []
+        for i, shape in enumerate(shapes):  # wall time of each step, synchronized
             t0 = time.perf_counter()
             _train_step(model, shape, device, dtype)
             _sync(device)
             times.append((time.perf_counter() - t0) * 1e3)
             repeat.append(shape in seen)
             seen.add(shape)
+            if cuda and not repeat[-1] and len(seen) % 20 == 0:  # memory as the shapes (and graphs) add up
+                memory.append(dict(step=i + 1, shapes=len(seen), reserved_gib=torch.cuda.memory_reserved(device) / GIB,
+                                   allocated_gib=torch.cuda.memory_allocated(device) / GIB))
+                print(f"[keep-ratio] {MODEL_LABELS[name]}: step {i + 1}, {len(seen)} shapes, reserved "
+                      f"{memory[-1]['reserved_gib']:.2f} GiB, allocated {memory[-1]['allocated_gib']:.2f} GiB",
+                      flush=True)
         graphs = getattr(model, '_graphs', None)
         again = [t for t, r in zip(times, repeat) if r]
         res = dict(model=name, label=MODEL_LABELS[name], steps=len(shapes), shapes=len(seen),
@@ -543,7 +549,8 @@ def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
                    new_median_ms=statistics.median([t for t, r in zip(times, repeat) if not r]),
                    peak_gib=torch.cuda.max_memory_allocated(device) / GIB if cuda else 0.0,
                    device_used_gib=(free0 - torch.cuda.mem_get_info(device)[0]) / GIB if cuda else 0.0,
-                   captures=graphs.captures if graphs else None, replays=graphs.replays if graphs else None)
+                   captures=graphs.captures if graphs else None, replays=graphs.replays if graphs else None,
+                   memory_by_shapes=memory)
         results.append(res)
         print(f"[keep-ratio] {res['label']:36s} mean {res['mean_ms']:7.1f} ms  median {res['median_ms']:7.1f}  "
               f"seen-shape median {res['repeat_median_ms']:7.1f}  new-shape median {res['new_median_ms']:7.1f}  "
@@ -638,9 +645,11 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2,
 # report
 # ---------------------------------------------------------------------------------------------------------------
 def markdown(report):
+    changing = report.get('keep_ratio') or any(r.get('shapes', 1) > 1 for r in report.get('detector') or [])
+    timing = (f"{report['warmup']} warm-up steps on the first shape" if changing else
+              f"median of {report['steps']} steps after {report['warmup']} warm-up")
     lines = [f"Device: {report['device']} · dtype: {report['dtype']} autocast · torch {report['torch']} · "
-             f"triton {report['triton']} · {report['date']} · median of {report['steps']} steps after "
-             f"{report['warmup']} warm-up", '']
+             f"triton {report['triton']} · {report['date']} · {timing}", '']
     cases = report['cases']
     models = [m for m in MODELS if any(c['model'] == m for c in cases)]
     if cases:
