@@ -580,6 +580,22 @@ def test_cuda_graph_shapes_share_memory():
 
 @pytest.mark.gpu
 @needs_cuda
+def test_cuda_graph_pool_limit():
+    """Once the shared pool is over its limit, new shapes run eagerly (with one warning) and the captured ones keep
+    replaying."""
+    from mmconv2former.ops.cuda_graph import ShapeGraphs
+    model, eager = graphed_and_eager(depths=(1, 1, 1, 1))
+    model._graphs = ShapeGraphs(owner='test', pool_growth=0.5)  # any second shape is over the limit
+    xa, xb = torch.randn(2, 3, 64, 96, device='cuda'), torch.randn(2, 3, 96, 64, device='cuda')
+    with pytest.warns(UserWarning, match='memory pool has grown'):
+        model(xa)
+    for x in (xb, xa, xb):
+        assert all(max_rel(a, b) < 1e-5 for a, b in zip(model(x), eager(x)))
+    assert (model._graphs.captures, model._graphs.replays) == (1, 1)
+
+
+@pytest.mark.gpu
+@needs_cuda
 def test_cuda_graph_training_under_ddp():
     """Under DistributedDataParallel (one process) the replayed backward's gradients reach DDP through the autograd
     engine's gradient hooks: DDP would raise at the next forward if a parameter's gradient had bypassed them."""

@@ -9,13 +9,14 @@ a limited set.
 
 Memory: all graphs of a module share one memory pool and one set of static buffers (input, outputs, output
 gradients, packed parameter gradients), so the activations of the shapes do not add up (with a pool per shape they
-did); the shared pool still grows slowly as shapes of new sizes fragment it (Conv2Former-T on keep-ratio COCO shapes:
-6.4 GiB reserved after 20 shapes, 9.4 GiB after 111; docs/performance.md). Sharing is safe because only one graph's
-activations are ever in use: while a replayed training forward waits for its
-backward, further calls of the module run eagerly (e.g. a second forward before the backward), and a backward whose
-activations a later replay has overwritten (possible only with `retain_graph=True`) raises instead of returning wrong
-gradients. The least recently used graphs beyond `max_graphs` are dropped; when shapes keep changing without repeats
-the cache turns itself off with a warning instead of capturing forever.
+did). The shared pool still grows as shapes of new sizes fragment it (Conv2Former-T on keep-ratio COCO shapes without
+a limit: 6.4 GiB reserved after 20 shapes, 9.4 GiB after 111; docs/performance.md), so once it passes `pool_growth`
+times the estimated need of the largest shape, no new shape is captured: those run eagerly, the graphs already made
+keep replaying. Sharing is safe because only one graph's activations are ever in use: while a replayed training
+forward waits for its backward, further calls of the module run eagerly (e.g. a second forward before the backward),
+and a backward whose activations a later replay has overwritten (possible only with `retain_graph=True`) raises
+instead of returning wrong gradients. The least recently used graphs beyond `max_graphs` are dropped; when shapes keep
+changing without repeats the cache turns itself off with a warning instead of capturing forever.
 
 Training (autograd on): the forward and the backward are two graphs, wrapped in an autograd Function whose inputs are
 the input and the trainable parameters, so gradients reach `.grad` through the autograd engine like any op's (DDP's
@@ -64,9 +65,10 @@ class ShapeGraphs:
     `requires_grad` of the parameters and buffers of `modules` (those `fn` uses). The outputs are fresh tensors.
     See the module docstring for the memory the graphs share and the rules that follow."""
 
-    def __init__(self, max_graphs: int = 256, owner: str = 'cuda_graph'):
+    def __init__(self, max_graphs: int = 256, owner: str = 'cuda_graph', pool_growth: float = 2.0):
         self.max_graphs = max_graphs
         self.owner = owner
+        self.pool_growth = pool_growth  # pool size allowed, relative to the estimated need of the largest shape
         self.graphs = collections.OrderedDict()
         self.captures = self.replays = 0
         self.enabled = True
@@ -75,12 +77,15 @@ class ShapeGraphs:
         self.arenas: Dict[str, Tensor] = {}  # the static buffers the graphs share (`static`)
         self.generation = 0  # replays so far: a backward needs its forward's activations untouched since
         self.pending = None  # weak reference to the `_Pending` of the replayed forward waiting for its backward
+        self.capturing = True  # False once the pool is over its limit: shapes not captured by then run eagerly
+        self.pool_ref = None  # (pool bytes, input numel) after the first capture: one shape's need
+        self.max_numel = 0
 
     def __deepcopy__(self, memo):  # a copied module (EMA, deepcopy) starts with no graphs of its own
-        return ShapeGraphs(self.max_graphs, self.owner)
+        return ShapeGraphs(self.max_graphs, self.owner, self.pool_growth)
 
     def __getstate__(self):  # nor does an unpickled one
-        return dict(max_graphs=self.max_graphs, owner=self.owner)
+        return dict(max_graphs=self.max_graphs, owner=self.owner, pool_growth=self.pool_growth)
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -126,6 +131,8 @@ class ShapeGraphs:
                tuple(b.data_ptr() for b in buffers))
         entry = self.graphs.get(key)
         if entry is None:
+            if not self.capturing:
+                return fn(x)
             if self.captures >= 4 * self.max_graphs and self.replays < self.captures:
                 self._disable(f'the input shapes keep changing ({self.captures} graphs captured, {self.replays} '
                               'replays); running eagerly from now on. CUDA graphs help when shapes repeat '
@@ -148,10 +155,28 @@ class ShapeGraphs:
             self.captures += 1
             while len(self.graphs) > self.max_graphs:
                 self.graphs.popitem(last=False)
+            self._check_pool(x)
         else:
             self.graphs.move_to_end(key)
             self.replays += 1
         return entry(x)
+
+    def _check_pool(self, x: Tensor):
+        """Stops capturing when new shapes have fragmented the shared pool beyond `pool_growth` times the estimated
+        need of the largest shape so far (the first capture's pool, scaled by input size): graphs already captured
+        keep replaying, new shapes run eagerly, and the pool stops growing."""
+        pool = tuple(self.pool)
+        size = sum(seg['total_size'] for seg in torch.cuda.memory_snapshot()
+                   if tuple(seg.get('segment_pool_id', ())) == pool)
+        if self.pool_ref is None:
+            self.pool_ref = (size, x.numel())
+        self.max_numel = max(self.max_numel, x.numel())
+        limit = self.pool_growth * self.pool_ref[0] * max(1.0, self.max_numel / self.pool_ref[1])
+        if size > limit:
+            self.capturing = False
+            warnings.warn(f'{self.owner}: the graphs\' memory pool has grown to {size / 2 ** 30:.2f} GiB with '
+                          f'{len(self.graphs)} shapes (limit {limit / 2 ** 30:.2f} GiB); the shapes captured so far '
+                          'keep replaying, new ones run eagerly.', stacklevel=4)
 
     def _disable(self, why: str):
         self.enabled = False
