@@ -143,6 +143,7 @@ class ShapeGraphs:
                 if self.pool is None or self.side_stream.device != x.device:  # (a module moved to another GPU)
                     self.pool = torch.cuda.graph_pool_handle()
                     self.side_stream = torch.cuda.Stream(x.device)
+                    self.pool_ref = None
                 if trainable or (grad and x.requires_grad):
                     entry = _TrainingGraph(self, fn, x, trainable, buffers)
                 else:
