@@ -484,9 +484,10 @@ def profile_fast_step(device, dtype, out_dir, top=25):
 # ---------------------------------------------------------------------------------------------------------------
 # keep-ratio mode: changing batch shapes
 # ---------------------------------------------------------------------------------------------------------------
-def keep_ratio_shapes(n, batch=2, scale=(1333, 800), divisor=32, seed=0):
+def keep_ratio_shapes(n, batch=2, scale=(1333, 800), divisor=32, seed=0, tiny=False):
     """Batch shapes of mmdet's `Resize(scale=(1333, 800), keep_ratio=True)` + batch padding to `divisor`, for image
-    sizes drawn like COCO's: long side 640, short side 480 (45%), 427 (25%) or uniform in 320..640; 30% portrait."""
+    sizes drawn like COCO's: long side 640, short side 480 (45%), 427 (25%) or uniform in 320..640; 30% portrait.
+    `tiny`: each side divided by 8 (smoke tests)."""
     import random
     rng = random.Random(seed)
     shapes = []
@@ -500,7 +501,23 @@ def keep_ratio_shapes(n, batch=2, scale=(1333, 800), divisor=32, seed=0):
             hs.append(int(h * f + 0.5))
             ws.append(int(w * f + 0.5))
         shapes.append((batch, 3, -(-max(hs) // divisor) * divisor, -(-max(ws) // divisor) * divisor))
-    return shapes
+    return [(b, c, h // 8, w // 8) for b, c, h, w in shapes] if tiny else shapes
+
+
+def _time_over_shapes(step, shapes, device, on_new_shape=None):
+    """Wall time (ms, synchronized) of `step(shape)` for each shape in turn, and whether the shape had come before;
+    `on_new_shape(i, shapes_seen)` runs after each step on a shape not seen before."""
+    times, repeat, seen = [], [], set()
+    for i, shape in enumerate(shapes):
+        t0 = time.perf_counter()
+        step(shape)
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+        repeat.append(shape in seen)
+        seen.add(shape)
+        if on_new_shape and not repeat[-1]:
+            on_new_shape(i, len(seen))
+    return times, repeat
 
 
 def _train_step(model, shape, device, dtype):
@@ -513,9 +530,7 @@ def _train_step(model, shape, device, dtype):
 
 
 def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
-    shapes = keep_ratio_shapes(steps)
-    if tiny:
-        shapes = [(b, c, h // 8, w // 8) for b, c, h, w in shapes]
+    shapes = keep_ratio_shapes(steps, tiny=tiny)
     results = []
     cuda = device.type == 'cuda'
     for name in names:
@@ -527,23 +542,21 @@ def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
         for _ in range(warmup):
             _train_step(model, shapes[0], device, dtype)
         _sync(device)
-        times, seen, repeat, memory = [], set(), [], []
-        for i, shape in enumerate(shapes):  # wall time of each step, synchronized
-            t0 = time.perf_counter()
-            _train_step(model, shape, device, dtype)
-            _sync(device)
-            times.append((time.perf_counter() - t0) * 1e3)
-            repeat.append(shape in seen)
-            seen.add(shape)
-            if cuda and not repeat[-1] and len(seen) % 20 == 0:  # memory as the shapes (and graphs) add up
-                memory.append(dict(step=i + 1, shapes=len(seen), reserved_gib=torch.cuda.memory_reserved(device) / GIB,
+        memory = []
+
+        def record_memory(i, seen, name=name, memory=memory):  # as the shapes (and graphs) add up
+            if cuda and seen % 20 == 0:
+                memory.append(dict(step=i + 1, shapes=seen, reserved_gib=torch.cuda.memory_reserved(device) / GIB,
                                    allocated_gib=torch.cuda.memory_allocated(device) / GIB))
-                print(f"[keep-ratio] {MODEL_LABELS[name]}: step {i + 1}, {len(seen)} shapes, reserved "
+                print(f"[keep-ratio] {MODEL_LABELS[name]}: step {i + 1}, {seen} shapes, reserved "
                       f"{memory[-1]['reserved_gib']:.2f} GiB, allocated {memory[-1]['allocated_gib']:.2f} GiB",
                       flush=True)
+
+        times, repeat = _time_over_shapes(lambda shape, m=model: _train_step(m, shape, device, dtype), shapes,
+                                          device, record_memory)
         graphs = getattr(model, '_graphs', None)
         again = [t for t, r in zip(times, repeat) if r]
-        res = dict(model=name, label=MODEL_LABELS[name], steps=len(shapes), shapes=len(seen),
+        res = dict(model=name, label=MODEL_LABELS[name], steps=len(shapes), shapes=len(set(shapes)),
                    mean_ms=statistics.mean(times), median_ms=statistics.median(times),
                    repeat_median_ms=statistics.median(again) if again else float('nan'),
                    new_median_ms=statistics.median([t for t, r in zip(times, repeat) if not r]),
@@ -588,9 +601,7 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2,
     import mmconv2former  # noqa: F401  (registers the backbone)
     register_all_modules()
     base = Config.fromfile(osp.join(REPO, 'configs/_base_/models/mask-rcnn_conv2former_fpn.py'))
-    shapes = keep_ratio_shapes(keep_ratio, batch) if keep_ratio else [(batch, 3) + tuple(image)]
-    if tiny and keep_ratio:
-        shapes = [(b, c, h // 8, w // 8) for b, c, h, w in shapes]
+    shapes = keep_ratio_shapes(keep_ratio, batch, tiny=tiny) if keep_ratio else [(batch, 3) + tuple(image)]
     names = ('c2f_fast', 'c2f_fast_cg') if keep_ratio else ('c2f_fast', 'c2f_ref', 'swin_t', 'c2f_fast_cg')
     results = []
     for name in names:
@@ -622,15 +633,10 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2,
             for _ in range(warmup):
                 _detector_step(model, opt, data[shapes[0]], device, dtype)()
             _sync(device)
-            times, seen = [], set()
-            for shape in shapes:
-                t0 = time.perf_counter()
-                _detector_step(model, opt, data[shape], device, dtype)()
-                _sync(device)
-                if shape in seen:
-                    times.append((time.perf_counter() - t0) * 1e3)
-                seen.add(shape)
-            med = statistics.median(times) if times else float('nan')
+            times, repeat = _time_over_shapes(
+                lambda shape, m=model, o=opt, d=data: _detector_step(m, o, d[shape], device, dtype)(), shapes, device)
+            again = [t for t, r in zip(times, repeat) if r]
+            med = statistics.median(again) if again else float('nan')
         else:
             med, _ = time_fn(_detector_step(model, opt, data[shapes[0]], device, dtype), device, steps, warmup)
         peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == 'cuda' else 0.0
