@@ -30,6 +30,7 @@ makes a new capture.
 """
 import collections
 import contextlib
+import math
 import warnings
 import weakref
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -37,6 +38,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 from torch import Tensor
+
+from ..utils import memory_format_of
 
 
 def _autocast_state() -> Tuple[bool, Optional[torch.dtype]]:
@@ -55,8 +58,7 @@ class _Pending:
 
 def _spec(t: Tensor):
     """(shape, strides, dtype) of a tensor's copy: channels-last stays channels-last, anything else is contiguous."""
-    channels_last = t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-    return tuple(t.shape), (t.stride() if channels_last else None), t.dtype
+    return tuple(t.shape), (t.stride() if memory_format_of(t) is torch.channels_last else None), t.dtype
 
 
 class ShapeGraphs:
@@ -100,7 +102,7 @@ class ShapeGraphs:
         offsets, nbytes = [], 0
         for shape, _, dtype in specs:
             offsets.append(nbytes)
-            nbytes += -(-_numel(shape) * dtype.itemsize // 256) * 256
+            nbytes += -(-math.prod(shape) * dtype.itemsize // 256) * 256
         buf = self.arenas.get(name)
         if buf is None or buf.numel() < nbytes or buf.device != device:
             size = nbytes if buf is None else max(nbytes, buf.numel() * 5 // 4)
@@ -108,7 +110,7 @@ class ShapeGraphs:
                 buf = self.arenas[name] = torch.empty(size, dtype=torch.uint8, device=device)
         out = []
         for offset, (shape, strides, dtype) in zip(offsets, specs):
-            flat = buf[offset:offset + _numel(shape) * dtype.itemsize].view(dtype)
+            flat = buf[offset:offset + math.prod(shape) * dtype.itemsize].view(dtype)
             out.append(flat.view(shape) if strides is None else flat.as_strided(shape, strides))
         return out
 
@@ -184,13 +186,6 @@ class ShapeGraphs:
         self.graphs.clear()
         self.arenas.clear()
         warnings.warn(f'{self.owner}: {why}', stacklevel=4)
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 # Only the capturing thread's CUDA calls are checked while capturing: other threads of the process (NCCL's watchdog

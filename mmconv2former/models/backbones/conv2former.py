@@ -18,6 +18,7 @@ from timm.layers import DropPath
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS
+from ...utils import memory_format_of
 
 ARCH_SETTINGS: Dict[str, dict] = {
     'nano': dict(depths=(2, 2, 8, 2), dims=(64, 128, 256, 512), kernel_size=7),
@@ -63,13 +64,6 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     if not (isinstance(kernel_size, int) and kernel_size >= 1 and kernel_size % 2 == 1):
         raise ArgumentError(f'Conv2Former: arch kernel_size must be a positive odd integer, got {kernel_size!r}.')
     return dict(depths=depths, dims=dims, kernel_size=kernel_size)
-
-
-def memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    """torch.channels_last for an NCHW tensor stored as NHWC, else torch.contiguous_format."""
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 class LayerNorm2d(nn.LayerNorm):
