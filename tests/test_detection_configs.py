@@ -63,6 +63,7 @@ def test_config_recipe(path):
     assert cfg.custom_imports == dict(imports=['mmconv2former'], allow_failed_imports=False)
     assert backbone.type == 'mmconv2former.Conv2Former' and backbone.arch == arch
     assert backbone.out_indices == (0, 1, 2, 3)
+    assert backbone.cuda_graph is True  # keep-ratio batch shapes repeat: replayed from CUDA graphs (on CUDA)
     assert cfg.model.neck.in_channels == list(ARCH_SETTINGS[arch]['dims'])
     assert cfg.optim_wrapper.constructor == 'mmconv2former.LayerDecayOptimWrapperConstructor'
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'

@@ -9,14 +9,16 @@ a limited set.
 
 Memory: all graphs of a module share one memory pool and one set of static buffers (input, outputs, output
 gradients, packed parameter gradients), so the activations of the shapes do not add up (with a pool per shape they
-did). The shared pool still grows as shapes of new sizes fragment it (Conv2Former-T on keep-ratio COCO shapes without
-a limit: 6.4 GiB reserved after 20 shapes, 9.4 GiB after 111; docs/performance.md), so once it passes `pool_growth`
-times the estimated need of the largest shape, no new shape is captured: those run eagerly, the graphs already made
-keep replaying. Sharing is safe because only one graph's activations are ever in use: while a replayed training
-forward waits for its backward, further calls of the module run eagerly (e.g. a second forward before the backward),
-and a backward whose activations a later replay has overwritten (possible only with `retain_graph=True`) raises
-instead of returning wrong gradients. The least recently used graphs beyond `max_graphs` are dropped; when shapes keep
-changing without repeats the cache turns itself off with a warning instead of capturing forever.
+did). The pool is one segment, sized for the largest shape seen: each capture carves its memory out of it and what it
+frees merges back, so captures of other sizes fit again (a pool of many segments, each sized for the shape that made
+it, fragmented as new sizes came: Conv2Former-T on keep-ratio COCO shapes grew to 9.4 GiB reserved after 111 shapes;
+docs/performance.md). A capture that outgrows the segment makes the next new shape start a new pool, `headroom` times
+that size, whose shapes are recaptured as they come again. Sharing is safe because only one graph's activations are
+ever in use: while a replayed training forward waits for its backward, further calls of the module run eagerly (e.g.
+a second forward before the backward), and a backward whose activations a later replay has overwritten (possible only
+with `retain_graph=True`) raises instead of returning wrong gradients. The least recently used graphs beyond
+`max_graphs` are dropped; when shapes keep changing without repeats the cache turns itself off with a warning instead
+of capturing forever.
 
 Training (autograd on): the forward and the backward are two graphs, wrapped in an autograd Function whose inputs are
 the input and the trainable parameters, so gradients reach `.grad` through the autograd engine like any op's (DDP's
@@ -67,27 +69,35 @@ class ShapeGraphs:
     `requires_grad` of the parameters and buffers of `modules` (those `fn` uses). The outputs are fresh tensors.
     See the module docstring for the memory the graphs share and the rules that follow."""
 
-    def __init__(self, max_graphs: int = 256, owner: str = 'cuda_graph', pool_growth: float = 2.0):
+    def __init__(self, max_graphs: int = 256, owner: str = 'cuda_graph', headroom: float = 1.25):
+        if headroom < 1:
+            raise ValueError(f'ShapeGraphs: headroom must be >= 1 (a pool holds headroom times the estimated need of '
+                             f'the largest shape), got {headroom}')
         self.max_graphs = max_graphs
         self.owner = owner
-        self.pool_growth = pool_growth  # pool size allowed, relative to the estimated need of the largest shape
+        self.headroom = headroom  # a pool's size, relative to the estimated need of the largest shape so far
         self.graphs = collections.OrderedDict()
         self.captures = self.replays = 0
         self.enabled = True
         self.pool = None  # the memory pool of all the graphs, made at the first capture
+        self.seed = None  # the graph that made the pool's segment, which holds the pool (unused otherwise)
+        self.pool_size = 0  # bytes of the pool's segments for large allocations (> 1 MiB) now
+        self.bytes_per_numel = None  # a shape's estimated need: pool bytes per input element
+        self.max_numel = 0  # the largest input captured so far
+        self.seeded_numel = 0  # the largest input the pool was sized for
+        self.outgrown = False  # the last capture needed more than the pool had: the next new shape starts a new one
+        self.misses = 0  # pools outgrown by a shape they were sized for: after three, no new pools (`_captured`)
+        self.pools = 0  # pools made so far
         self.side_stream = None  # the warm-ups' stream: one for all captures (cuBLAS keeps a workspace per stream)
         self.arenas: Dict[str, Tensor] = {}  # the static buffers the graphs share (`static`)
         self.generation = 0  # replays so far: a backward needs its forward's activations untouched since
         self.pending = None  # weak reference to the `_Pending` of the replayed forward waiting for its backward
-        self.capturing = True  # False once the pool is over its limit: shapes not captured by then run eagerly
-        self.pool_ref = None  # (pool bytes, input numel) after the first capture: one shape's need
-        self.max_numel = 0
 
     def __deepcopy__(self, memo):  # a copied module (EMA, deepcopy) starts with no graphs of its own
-        return ShapeGraphs(self.max_graphs, self.owner, self.pool_growth)
+        return ShapeGraphs(self.max_graphs, self.owner, self.headroom)
 
     def __getstate__(self):  # nor does an unpickled one
-        return dict(max_graphs=self.max_graphs, owner=self.owner, pool_growth=self.pool_growth)
+        return dict(max_graphs=self.max_graphs, owner=self.owner, headroom=self.headroom)
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -133,8 +143,6 @@ class ShapeGraphs:
                tuple(b.data_ptr() for b in buffers))
         entry = self.graphs.get(key)
         if entry is None:
-            if not self.capturing:
-                return fn(x)
             if self.captures >= 4 * self.max_graphs and self.replays < self.captures:
                 self._disable(f'the input shapes keep changing ({self.captures} graphs captured, {self.replays} '
                               'replays); running eagerly from now on. CUDA graphs help when shapes repeat '
@@ -142,10 +150,8 @@ class ShapeGraphs:
                 return fn(x)
             trainable = [slot for slot in slots if slot[2].requires_grad] if grad else []
             try:
-                if self.pool is None or self.side_stream.device != x.device:  # (a module moved to another GPU)
-                    self.pool = torch.cuda.graph_pool_handle()
-                    self.side_stream = torch.cuda.Stream(x.device)
-                    self.pool_ref = None
+                if self.pool is None or self.outgrown or self.side_stream.device != x.device:  # (moved to another GPU)
+                    self._new_pool(x)
                 if trainable or (grad and x.requires_grad):
                     entry = _TrainingGraph(self, fn, x, trainable, buffers)
                 else:
@@ -158,28 +164,48 @@ class ShapeGraphs:
             self.captures += 1
             while len(self.graphs) > self.max_graphs:
                 self.graphs.popitem(last=False)
-            self._check_pool(x)
+            self._captured(x)
         else:
             self.graphs.move_to_end(key)
             self.replays += 1
         return entry(x)
 
-    def _check_pool(self, x: Tensor):
-        """Stops capturing when new shapes have fragmented the shared pool beyond `pool_growth` times the estimated
-        need of the largest shape so far (the first capture's pool, scaled by input size): graphs already captured
-        keep replaying, new shapes run eagerly, and the pool stops growing."""
-        pool = tuple(self.pool)
-        size = sum(seg['total_size'] for seg in torch.cuda.memory_snapshot()
-                   if tuple(seg.get('segment_pool_id', ())) == pool)
-        if self.pool_ref is None:
-            self.pool_ref = (size, x.numel())
-        self.max_numel = max(self.max_numel, x.numel())
-        limit = self.pool_growth * self.pool_ref[0] * max(1.0, self.max_numel / self.pool_ref[1])
-        if size > limit:
-            self.capturing = False
-            warnings.warn(f'{self.owner}: the graphs\' memory pool has grown to {size / 2 ** 30:.2f} GiB with '
-                          f'{len(self.graphs)} shapes (limit {limit / 2 ** 30:.2f} GiB); the shapes captured so far '
-                          'keep replaying, new ones run eagerly.', stacklevel=4)
+    def _new_pool(self, x: Tensor):
+        """Drops the graphs (and with them the old pool's memory) and makes a pool of one segment of `headroom` times
+        the estimated need of the largest shape so far, x's included; the first pool starts empty, and its first
+        capture measures what a shape needs."""
+        self.graphs.clear()
+        self.seed = None
+        self.pool = torch.cuda.graph_pool_handle()
+        if self.side_stream is None or self.side_stream.device != x.device:
+            self.side_stream = torch.cuda.Stream(x.device)
+        self.pool_size = 0
+        if self.bytes_per_numel is not None:
+            self.seeded_numel = max(self.max_numel, x.numel())
+            nbytes = -(-int(self.headroom * self.bytes_per_numel * self.seeded_numel) // 2 ** 21) * 2 ** 21
+            self.seed = torch.cuda.CUDAGraph()
+            # one allocation, freed again at once, leaves the segment in the pool; the kernel keeps the graph non-empty
+            with torch.cuda.graph(self.seed, pool=self.pool, capture_error_mode=_CAPTURE_MODE):
+                torch.empty(nbytes, dtype=torch.uint8, device=x.device)[:1].zero_()
+            self.pool_size = _pool_size(self.pool)
+        self.outgrown = False
+        self.pools += 1
+
+    def _captured(self, x: Tensor):
+        """After a capture: if it needed new segments, the estimate of a shape's need grows (the first capture sets
+        it) and the next new shape starts a new pool. Should pools keep being outgrown by shapes they were sized for
+        (an allocator that does not split the segment, e.g. with `max_split_size_mb` set), the pool is kept and grows
+        by segments instead."""
+        size, numel = _pool_size(self.pool), x.numel()
+        if size > self.pool_size:
+            if self.seed is None:
+                self.bytes_per_numel = max(self.bytes_per_numel or 0.0, size / numel)
+            elif numel <= self.seeded_numel:  # (a larger shape only needs the estimate scaled to its size)
+                self.bytes_per_numel *= self.headroom
+                self.misses += 1
+            self.outgrown = self.misses < 3
+        self.pool_size = size
+        self.max_numel = max(self.max_numel, numel)
 
     def _disable(self, why: str):
         self.enabled = False
@@ -191,6 +217,13 @@ class ShapeGraphs:
 # Only the capturing thread's CUDA calls are checked while capturing: other threads of the process (NCCL's watchdog
 # under DDP, data loading) may use CUDA meanwhile.
 _CAPTURE_MODE = 'thread_local'
+
+
+def _pool_size(pool) -> int:
+    """Bytes of a graph memory pool's segments for large allocations (small ones, up to 1 MiB, share 2 MiB segments
+    of their own)."""
+    return sum(seg['total_size'] for seg in torch.cuda.memory_snapshot()
+               if tuple(seg.get('segment_pool_id', ())) == tuple(pool) and seg.get('segment_type') != 'small')
 
 
 def _parameter_slots(modules):

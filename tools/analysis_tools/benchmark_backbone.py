@@ -544,12 +544,15 @@ def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
         _sync(device)
         memory = []
 
-        def record_memory(i, seen, name=name, memory=memory):  # as the shapes (and graphs) add up
+        def record_memory(i, seen, name=name, model=model, memory=memory):  # as the shapes (and graphs) add up
             if cuda and seen % 20 == 0:
+                graphs = getattr(model, '_graphs', None)
                 memory.append(dict(step=i + 1, shapes=seen, reserved_gib=torch.cuda.memory_reserved(device) / GIB,
-                                   allocated_gib=torch.cuda.memory_allocated(device) / GIB))
+                                   allocated_gib=torch.cuda.memory_allocated(device) / GIB,
+                                   graph_pool_gib=graphs.pool_size / GIB if graphs else None))
                 print(f"[keep-ratio] {MODEL_LABELS[name]}: step {i + 1}, {seen} shapes, reserved "
-                      f"{memory[-1]['reserved_gib']:.2f} GiB, allocated {memory[-1]['allocated_gib']:.2f} GiB",
+                      f"{memory[-1]['reserved_gib']:.2f} GiB, allocated {memory[-1]['allocated_gib']:.2f} GiB"
+                      + (f", graph pool {graphs.pool_size / GIB:.2f} GiB ({graphs.pools} made)" if graphs else ''),
                       flush=True)
 
         times, repeat = _time_over_shapes(lambda shape, m=model: _train_step(m, shape, device, dtype), shapes,
@@ -563,12 +566,12 @@ def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
                    peak_gib=torch.cuda.max_memory_allocated(device) / GIB if cuda else 0.0,
                    device_used_gib=(free0 - torch.cuda.mem_get_info(device)[0]) / GIB if cuda else 0.0,
                    captures=graphs.captures if graphs else None, replays=graphs.replays if graphs else None,
-                   memory_by_shapes=memory)
+                   graph_pools=graphs.pools if graphs else None, memory_by_shapes=memory)
         results.append(res)
         print(f"[keep-ratio] {res['label']:36s} mean {res['mean_ms']:7.1f} ms  median {res['median_ms']:7.1f}  "
               f"seen-shape median {res['repeat_median_ms']:7.1f}  new-shape median {res['new_median_ms']:7.1f}  "
               f"peak {res['peak_gib']:.2f} GiB  device +{res['device_used_gib']:.2f} GiB  "
-              f"captures {res['captures']} replays {res['replays']}", flush=True)
+              f"captures {res['captures']} replays {res['replays']} pools {res['graph_pools']}", flush=True)
         del model
         if cuda:
             torch.cuda.empty_cache()
@@ -730,9 +733,11 @@ def _markdown_rest(report, lines):
         lines += ['', f"Training on keep-ratio COCO batch shapes: {rows[0]['steps']} steps, {rows[0]['shapes']} "
                   'different shapes (`keep_ratio_shapes`), wall time per step including captures', '',
                   '| model | mean per step | median | median, shape seen before | median, new shape | peak memory '
-                  '| device memory used | graphs captured / replayed |', '|---|---|---|---|---|---|---|---|']
+                  '| device memory used | graphs captured / replayed (memory pools made) |',
+                  '|---|---|---|---|---|---|---|---|']
         for r in rows:
-            cg = f"{r['captures']} / {r['replays']}" if r['captures'] is not None else '-'
+            cg = (f"{r['captures']} / {r['replays']} ({r.get('graph_pools')})" if r['captures'] is not None
+                  else '-')
             lines.append(f"| {r['label']} | {r['mean_ms']:.1f} ms | {r['median_ms']:.1f} ms | "
                          f"{r['repeat_median_ms']:.1f} ms | {r['new_median_ms']:.1f} ms | {r['peak_gib']:.2f} GiB | "
                          f"{r['device_used_gib']:.2f} GiB | {cg} |")

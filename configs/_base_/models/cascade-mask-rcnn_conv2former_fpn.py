@@ -10,7 +10,8 @@ model = dict(
         type='mmconv2former.Conv2Former',
         arch='tiny',
         out_indices=(0, 1, 2, 3),
-        norm_cfg=norm_cfg),  # SyncBN stem: see mask-rcnn_conv2former_fpn.py; leaf configs name the weights
+        norm_cfg=norm_cfg,  # SyncBN stem: see mask-rcnn_conv2former_fpn.py; leaf configs name the weights
+        cuda_graph=True),  # CUDA graphs per batch shape: see mask-rcnn_conv2former_fpn.py
     neck=dict(in_channels=[72, 144, 288, 576]),
     roi_head=dict(bbox_head=[
         dict(

@@ -233,8 +233,9 @@ class Conv2Former(Conv2FormerBody, BaseModule):
             shape, which removes the host time of the launches (H200: COCO-size training 57 -> 30 ms, one
             800x1344 image 12.1 -> 5.8 ms; docs/performance.md). Pays off when shapes repeat: fixed-size training
             crops, sliding-window or fixed-size inference, and mmdet's keep-ratio batches (a new shape costs one
-            capture). All shapes share one memory pool (up to 256 graphs, least recently used dropped); it turns
-            itself off with a warning when shapes keep changing without repeats. While a training forward waits for
+            capture). All shapes share one memory pool, one segment sized for the largest shape (up to 256 graphs,
+            least recently used dropped); it turns itself off with a warning when shapes keep changing without
+            repeats. While a training forward waits for
             its backward, further calls run eagerly. The stem runs eagerly (its BatchNorms may be SyncBN); not used
             under torch.compile, nor in training with with_cp. Default False.
         init_cfg: None (train from scratch) or dict(type='Pretrained', checkpoint=PATH, checkpoint_key='state_dict'
