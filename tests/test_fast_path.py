@@ -595,12 +595,12 @@ def test_cuda_graph_pool_outgrown():
     misses (an allocator that will not split the segment) the pool is kept and grows by segments. Every graph
     replays eager's results throughout."""
     model, eager = graphed_and_eager(depths=(1, 1, 1, 1))
-    # all different, and large enough for allocations over 1 MiB (the pool's segment holds those; see _pool_size)
-    xs = [torch.randn(2, 3, 192 + 32 * (i % 3), 256 + 32 * (i // 3), device='cuda') for i in range(6)]
+    # all different, and needing well over the 20 MiB of the smallest segment the allocator makes for a large block
+    xs = [torch.randn(2, 3, 512 + 64 * (i % 3), 768 + 64 * (i // 3), device='cuda') for i in range(6)]
     _replays_eager(model, eager, xs[:1])
     graphs = model._graphs
-    assert graphs.outgrown and graphs.bytes_per_numel > 0  # the first capture measured a shape's need
-    graphs.bytes_per_numel = 1.0  # far too small: every pool made from it is outgrown
+    assert graphs.outgrown and graphs.bytes_per_numel * xs[0].numel() > 100 * 2 ** 20  # the first capture measured
+    graphs.bytes_per_numel /= 100  # far too small: every pool made from it is outgrown
     for i, x in enumerate(xs[1:5], 1):
         _replays_eager(model, eager, [x])
         assert graphs.pools == min(i, 3) + 1

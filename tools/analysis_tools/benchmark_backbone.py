@@ -6,11 +6,13 @@ ConvNeXt-T (`features_only`) and mmdet's Swin-T (when mmdet imports). Settings (
     coco_train   2x3x800x1344  forward + backward       ade_train  4x3x512x512  forward + backward
     coco_infer   1x3x800x1344  inference                in_infer   128x3x224x224 inference
 
-Each case: warm-up steps (Triton compiles in the first), then the median of `--steps` steps timed with CUDA events;
-peak memory is `torch.cuda.max_memory_allocated` with the peak reset at the start of the case (model weights and
-gradients included). Then micro-benchmarks at the COCO stage-1 size (2x200x336, C=72, k=11): the fused ConvMod
-kernel (a) and whole ConvMod, the MLP kernel (b) and the whole block, fast vs reference, forward + backward; and each
-Triton kernel of the block timed alone next to its memory-bandwidth / FMA floor.
+Each case runs on a freshly built model (as a run of that setting would; a `cuda_graph=True` model would otherwise
+keep the graphs and the memory pool of the settings before): warm-up steps (Triton compiles in the first), then the
+median of `--steps` steps timed with CUDA events; peak memory is `torch.cuda.max_memory_allocated` with the peak
+reset at the start of the case (model weights and gradients included). Then micro-benchmarks at the COCO stage-1
+size (2x200x336, C=72, k=11): the fused ConvMod kernel (a) and whole ConvMod, the MLP kernel (b) and the whole block,
+fast vs reference, forward + backward; and each Triton kernel of the block timed alone next to its memory-bandwidth /
+FMA floor.
 
 Writes `benchmark.json`, `benchmark.md` and `benchmark.png` into `--out`.
 
@@ -428,8 +430,6 @@ def host_time_per_block(device, dtype, C=72, K=11, n=50):
 
 def launch_overhead(device, n=2000):
     """Host time of one launch (us): a torch op, one of our Triton kernels through Triton, and through FastLauncher."""
-    import triton
-
     from mmconv2former.ops.kernels import layernorm as lk
     x = torch.randn(64, 72, device=device)
     r = torch.randn(64, 72, device=device, dtype=torch.bfloat16)
@@ -450,7 +450,6 @@ def launch_overhead(device, n=2000):
     res = {'torch x.add_(1)': host_us(lambda: x.add_(1)),
            'Triton kernel[grid](...)': host_us(lambda: lk._residual_kernel[grid](*args, num_warps=4)),
            'Triton, FastLauncher': host_us(lambda: lk._residual[grid](*args, num_warps=4))}
-    res['triton version ' + triton.__version__] = 0.0
     return res
 
 
@@ -786,17 +785,16 @@ def chart(report, path):
 
 def run_models(names, args, report, device, dtype):
     for name in names:
-        try:
-            model = build_model(name, device)
-        except Exception as exc:
-            msg = f'{type(exc).__name__}: {exc}'.splitlines()[0][:200]
-            print(f'[skip] {name}: {msg}', flush=True)
-            for s in args.settings.split(','):
-                report['cases'].append(dict(model=name, setting=s, error=msg))
-            continue
-        if getattr(model, 'mmcv_ext_stubbed', False):
-            report['swin_note'] = 'mmcv without compiled ops: stub mmcv._ext (Swin-T uses none)'
         for s in args.settings.split(','):
+            try:
+                model = build_model(name, device)
+            except Exception as exc:
+                msg = f'{type(exc).__name__}: {exc}'.splitlines()[0][:200]
+                print(f'[skip] {name}: {msg}', flush=True)
+                report['cases'].append(dict(model=name, setting=s, error=msg))
+                continue
+            if getattr(model, 'mmcv_ext_stubbed', False):
+                report['swin_note'] = 'mmcv without compiled ops: stub mmcv._ext (Swin-T uses none)'
             try:
                 res = run_case(model, s, device, dtype, args.steps, args.warmup, graphed=name.endswith('_graph'))
             except Exception as exc:
@@ -810,9 +808,9 @@ def run_models(names, args, report, device, dtype):
                 print(f"[{name:10s}] {s:10s} error: {res['error']}", flush=True)
             else:
                 print(f"[{name:10s}] {s:10s} {res['ms']:8.2f} ms  {res['peak_gib']:6.2f} GiB", flush=True)
-        del model
-        if device.type == 'cuda':
-            torch.cuda.empty_cache()
+            del model
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
 
 
 def main():
