@@ -145,6 +145,8 @@ AMP_CASES = [  # dtype, k, N, H, W, C
     ('bf16', 11, 2, 37, 53, 72),
     ('bf16', 7, 1, 37, 53, 64),
     ('fp16', 11, 2, 37, 53, 72),
+    ('bf16', 11, 4, 14, 14, 72),  # narrow maps: ConvMod's forward on the tensor cores
+    ('fp16', 11, 2, 9, 16, 144),
 ]
 AMP_FLOOR = {'bf16': 2e-2, 'fp16': 3e-3}
 
@@ -286,6 +288,34 @@ def test_backbone_fast_vs_reference(with_cp):
     assert g_r.keys() == g_f.keys()
     bad = {n: max_rel(g_f[n], g_r[n]) for n in g_r if not max_rel(g_f[n], g_r[n]) < 1e-4}
     assert not bad, bad
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
+@pytest.mark.gpu
+@needs_cuda
+def test_tensor_core_convmod_forward(dtype, monkeypatch):
+    """On maps at most 16 pixels wide (k = 11, bf16/fp16) ConvMod's forward runs on the tensor cores, as close to
+    float64 as v3's FMA kernel; anything else keeps v3."""
+    from mmconv2former.ops.kernels import dwconv
+    assert not dwconv.use_tensor_cores(dwconv.MODE_A_FWD, 11, 14, torch.float32)
+    assert not dwconv.use_tensor_cores(dwconv.MODE_A_FWD, 11, 17, dtype)
+    assert not dwconv.use_tensor_cores(dwconv.MODE_A_FWD, 7, 14, dtype)
+    assert not dwconv.use_tensor_cores(dwconv.MODE_A_BWD, 11, 14, dtype)
+    torch.manual_seed(0)
+    for N, H, W, C in ((8, 14, 14, 288), (3, 9, 16, 72), (2, 7, 5, 576), (1, 3, 1, 64)):
+        assert dwconv.use_tensor_cores(dwconv.MODE_A_FWD, 11, W, dtype)
+        av = torch.randn(N * H * W, 2 * C, device='cuda').to(dtype)
+        weight = torch.randn(C, 1, 11, 11, device='cuda') / 11
+        bias = torch.randn(C, device='cuda')
+        g = F.gelu(av[:, :C].double()).view(N, H, W, C).permute(0, 3, 1, 2)
+        y = F.conv2d(g, weight.double(), bias.double(), padding=5, groups=C)
+        ref = y.permute(0, 2, 3, 1).reshape(-1, C) * av[:, C:].double()
+        m, _ = dwconv.convmod_fwd(av, dwconv.conv_weights(weight), bias, (N, H, W))
+        with monkeypatch.context() as mp:
+            mp.setattr(dwconv, 'use_tensor_cores', lambda *args: False)
+            m3, _ = dwconv.convmod_fwd(av, dwconv.conv_weights(weight), bias, (N, H, W))
+        err, err_v3 = max_rel(m, ref), max_rel(m3, ref)
+        assert m.dtype == dtype and err <= max(2 * err_v3, 5e-3), (N, H, W, C, err, err_v3)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ registering a stub `mmcv._ext` whose functions raise when called: Swin-T itself 
 """
 import argparse
 import datetime
+import gc
 import json
 import os
 import os.path as osp
@@ -519,6 +520,14 @@ def _time_over_shapes(step, shapes, device, on_new_shape=None):
     return times, repeat
 
 
+def _free_memory(device):
+    """After a model is dropped: collect reference cycles (a cuda_graph=True model's graphs and their owner form
+    one) and hand the cached memory back, so that the next case starts from a clean device."""
+    gc.collect()
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+
+
 def _train_step(model, shape, device, dtype):
     for p in model.parameters():
         p.grad = None
@@ -572,8 +581,7 @@ def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
               f"peak {res['peak_gib']:.2f} GiB  device +{res['device_used_gib']:.2f} GiB  "
               f"captures {res['captures']} replays {res['replays']} pools {res['graph_pools']}", flush=True)
         del model
-        if cuda:
-            torch.cuda.empty_cache()
+        _free_memory(device)
     return results
 
 
@@ -646,6 +654,7 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2,
                             shapes=len(set(shapes))))
         print(f'[detector] {MODEL_LABELS[name]:22s} {med:8.1f} ms  {peak:6.2f} GiB', flush=True)
         del model, opt, data
+        _free_memory(device)
     return results
 
 
@@ -809,8 +818,7 @@ def run_models(names, args, report, device, dtype):
             else:
                 print(f"[{name:10s}] {s:10s} {res['ms']:8.2f} ms  {res['peak_gib']:6.2f} GiB", flush=True)
             del model
-            if device.type == 'cuda':
-                torch.cuda.empty_cache()
+            _free_memory(device)
 
 
 def main():

@@ -30,6 +30,12 @@ environment variable `MMCONV2FORMER_DW_IMPL` overrides it, e.g. `v2`, `v3` or `l
   column j per program, k accumulators, a reduction over the pixels at the end; or all k columns, k*k
   accumulators). Programs walk the channel blocks fastest, so the row-major (M, C) rows read and written by the
   epilogues are used whole while in L2. The flipped taps of the transposed convolution are indexed in the kernel.
+- v3 sends ConvMod's forward (MODE 0) on maps at most 16 pixels wide, k = 11, bf16/fp16, to the tensor cores
+  (`_dwc_tc_kernel`): there most of v3's 32-pixel rows would be masked. Per channel and kernel row i, a tile of
+  TC_TH output rows x TC_TW columns is `A_i @ T_i`, A_i the input rows shifted by i (TC_KW columns: TC_TW + k - 1
+  needed), T_i the (TC_KW, TC_TW) Toeplitz matrix of row i's taps in the compute dtype (`_toeplitz_kernel`); the BC
+  channels of the blocked layout are the batch of a 3D dot, fp32 accumulation. H200, bf16 (docs/performance.md):
+  128x14x14x288 in 141 instead of 254 us; on wider maps v3 is faster (2x200x336x72: 151 vs 315 us).
 """
 import functools
 import os
@@ -363,7 +369,59 @@ if HAS_TRITON:
             for i in tl.static_range(K):
                 tl.atomic_add(DW + c * (K * K) + i * K + j0 + jj, tl.sum(acc[jj * K + i], axis=0))
 
+    @triton.jit
+    def _toeplitz_kernel(WT, T, C, K: tl.constexpr, BC: tl.constexpr, KW: tl.constexpr, TW: tl.constexpr):
+        """T (C/BC, K, BC, KW, TW)[cb, i, c, m, w] = WT[(i*K + m - w), cb*BC + c] (0 outside 0 <= m - w < K), in T's
+        dtype; WT (K*K, C) fp32 taps. Grid: C/BC x K."""
+        cb = tl.program_id(0)
+        i = tl.program_id(1)
+        cc = tl.arange(0, BC)[:, None, None]
+        d = (tl.arange(0, KW)[:, None] - tl.arange(0, TW)[None, :])[None, :, :]
+        w = tl.load(WT + (i * K + d) * C + cb * BC + cc, mask=(d >= 0) & (d < K), other=0.0)
+        off = (((cb * K + i) * BC + cc) * KW + tl.arange(0, KW)[None, :, None]) * TW + tl.arange(0, TW)[None, None, :]
+        tl.store(T + off, w.to(T.dtype.element_ty))
+
+    @triton.jit(do_not_specialize=['s_x1', 's_o1', 'M', 'H', 'W', 'C', 'tiles_w', 'tiles_h', 'n_cb'])
+    def _dwc_tc_kernel(IN, T, BIAS, X1, s_x1, O1, s_o1, M, H, W, C, tiles_w, tiles_h, n_cb,
+                       K: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, KW: tl.constexpr, BC: tl.constexpr):
+        """ConvMod forward (MODE 0: O1 = (conv(IN) + b) * X1) on the tensor cores: TH x TW output pixels x BC
+        channels of the blocked IN (C/BC, M, BC), the conv as K GEMMs with the Toeplitz matrices T (see the module
+        docstring)."""
+        PAD: tl.constexpr = K // 2
+        pid = tl.program_id(0)
+        pid_c = pid % n_cb
+        t = pid // n_cb
+        tx = t % tiles_w
+        t = t // tiles_w
+        ty = t % tiles_h
+        n = t // tiles_h
+        y0 = ty * TH
+        cc = tl.arange(0, BC)
+        rr = tl.arange(0, TH)
+        mm = tl.arange(0, KW)
+        ww = tl.arange(0, TW)
+        img = (pid_c.to(tl.int64) * M + n.to(tl.int64) * H * W) * BC
+        xin = tx * TW - PAD + mm
+        cok = (xin >= 0) & (xin < W) & (mm < TW + K - 1)
+        toep = T + (pid_c * K * BC + cc).to(tl.int64)[:, None, None] * (KW * TW) + (mm[:, None] * TW + ww[None, :])
+        acc = tl.zeros([BC, TH, TW], dtype=tl.float32)
+        for i in range(K):
+            yin = y0 + rr + (i - PAD)
+            rok = (yin >= 0) & (yin < H)
+            a = tl.load(IN + img + (((yin * W)[:, None] + xin[None, :]) * BC)[None, :, :] + cc[:, None, None],
+                        mask=rok[None, :, None] & cok[None, None, :], other=0.0)
+            acc = tl.dot(a, tl.load(toep + i * (BC * KW * TW)), acc)
+        xx = tx * TW + ww
+        ok = ((y0 + rr) < H)[None, :, None] & (xx < W)[None, None, :]
+        pix = ((n * H + y0 + rr).to(tl.int64) * W)[None, :, None] + xx[None, None, :]
+        c = pid_c * BC + cc[:, None, None]
+        v = tl.load(X1 + pix * s_x1 + c, mask=ok, other=0.0)
+        out = (acc + tl.load(BIAS + c)) * v.to(tl.float32)
+        tl.store(O1 + pix * s_o1 + c, out.to(O1.dtype.element_ty), mask=ok)
+
     _gelu_blocked = FastLauncher(_gelu_blocked_kernel)
+    _toeplitz = FastLauncher(_toeplitz_kernel)
+    _dwc_tc = FastLauncher(_dwc_tc_kernel)
     _dwc = FastLauncher(_dwc_kernel)
     _dwc_wgrad = FastLauncher(_dwc_wgrad_kernel)
     _dwconv = FastLauncher(_dwconv_kernel)
@@ -482,12 +540,35 @@ def gelu_blocked(x: torch.Tensor, C: int, BL: int) -> torch.Tensor:
     return out
 
 
+# tiles of the tensor-core ConvMod forward: output rows, columns, Toeplitz rows (>= TC_TW + K - 1), warps
+TC_TH, TC_TW, TC_KW, TC_WARPS = 16, 16, 32, 2
+
+
+def use_tensor_cores(mode: int, K: int, W: int, dtype: torch.dtype) -> bool:
+    """Whether ConvMod's forward goes to `_dwc_tc_kernel` (narrow maps, k = 11, bf16/fp16; see the docstring)."""
+    return (mode == MODE_A_FWD and K == 11 and W <= TC_TW and dtype in (torch.bfloat16, torch.float16)
+            and _impl(K) == 'v3')
+
+
+def _launch_conv_tc(inp, wt, bias, shape, C, K, x1, o1):
+    N, H, W = shape
+    BC = inp.shape[-1]
+    toep = torch.empty((C // BC, K, BC, TC_KW, TC_TW), device=inp.device, dtype=inp.dtype)
+    _toeplitz[(C // BC, K)](wt, toep, C, K, BC, TC_KW, TC_TW, num_warps=4)
+    tiles_w, tiles_h, n_cb = cdiv(W, TC_TW), cdiv(H, TC_TH), C // BC
+    _dwc_tc[(N * tiles_h * tiles_w * n_cb,)](inp, toep, bias, x1, x1.stride(0), o1, o1.stride(0), N * H * W, H, W, C,
+                                             tiles_w, tiles_h, n_cb, K, TC_TH, TC_TW, TC_KW, BC, num_warps=TC_WARPS)
+
+
 def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2=None, o3=None, p1=None, p2=None,
                  flip=False):
     """One conv kernel launch (v2 or v3 as `IMPL` says for K). `flip`: the transposed conv (taps reversed)."""
     N, H, W = shape
     M = N * H * W
     if not M:
+        return
+    if use_tensor_cores(mode, K, W, inp.dtype):
+        _launch_conv_tc(inp, wt, bias, shape, C, K, x1, o1)
         return
     BC = inp.shape[-1]
     dummy = o1
