@@ -192,10 +192,10 @@ class ShapeGraphs:
         self.pools += 1
 
     def _captured(self, x: Tensor):
-        """After a capture: if it needed new segments, the estimate of a shape's need grows (the first capture sets
-        it) and the next new shape starts a new pool. Should pools keep being outgrown by shapes they were sized for
-        (an allocator that does not split the segment, e.g. with `max_split_size_mb` set), the pool is kept and grows
-        by segments instead."""
+        """After a capture that needed new segments: the first capture sets the estimate of a shape's need, a shape
+        the pool was sized for raises it by `headroom` (a larger shape only scales it), and the next new shape
+        starts a new pool. Should pools keep being outgrown by shapes they were sized for (an allocator that does not
+        split the segment, e.g. with `max_split_size_mb` set), the pool is kept and grows by segments instead."""
         size, numel = _pool_size(self.pool), x.numel()
         if size > self.pool_size:
             if self.seed is None:
