@@ -203,6 +203,14 @@ if HAS_TRITON:
         return t[:i] + (v,) + t[i + 1:]
 
     @triton.jit
+    def _program_tile(n_cb, tiles_w, tiles_h):
+        """(channel block, tile column, tile row, image) of this program; channel blocks vary fastest, so the
+        row-major (M, C) rows the epilogues read and write are used whole while in L2."""
+        pid = tl.program_id(0)
+        t = pid // n_cb
+        return pid % n_cb, t % tiles_w, (t // tiles_w) % tiles_h, t // tiles_w // tiles_h
+
+    @triton.jit
     def _tap(i, j, K: tl.constexpr, FLIP: tl.constexpr):
         if FLIP:
             return (K - 1 - i) * K + (K - 1 - j)
@@ -222,13 +230,7 @@ if HAS_TRITON:
         O3 in MODE 1 and O2 in MODE 4). FLIP: use the taps of the transposed convolution. UNROLL: unroll the loop
         over the kernel columns at compile time."""
         PAD: tl.constexpr = K // 2
-        pid = tl.program_id(0)
-        pid_c = pid % n_cb
-        t = pid // n_cb
-        tx = t % tiles_w
-        t = t // tiles_w
-        ty = t % tiles_h
-        n = t // tiles_h
+        pid_c, tx, ty, n = _program_tile(n_cb, tiles_w, tiles_h)
         y0 = ty * TH
         xs = tx * TW + tl.arange(0, TW)
         lane = tl.arange(0, BC)
@@ -388,13 +390,7 @@ if HAS_TRITON:
         channels of the blocked IN (C/BC, M, BC), the conv as K GEMMs with the Toeplitz matrices T (see the module
         docstring)."""
         PAD: tl.constexpr = K // 2
-        pid = tl.program_id(0)
-        pid_c = pid % n_cb
-        t = pid // n_cb
-        tx = t % tiles_w
-        t = t // tiles_w
-        ty = t % tiles_h
-        n = t // tiles_h
+        pid_c, tx, ty, n = _program_tile(n_cb, tiles_w, tiles_h)
         y0 = ty * TH
         cc = tl.arange(0, BC)
         rr = tl.arange(0, TH)
