@@ -168,7 +168,7 @@ class ShapeGraphs:
         else:
             self.graphs.move_to_end(key)
             self.replays += 1
-        return entry(x)
+        return entry(self, x)
 
     def _new_pool(self, x: Tensor):
         """Drops the graphs (and with them the old pool's memory) and makes a pool of one segment of `headroom` times
@@ -288,11 +288,13 @@ def _static_input(owner: ShapeGraphs, x: Tensor) -> Tensor:
     return static_x
 
 
+# The graphs get their ShapeGraphs as an argument rather than keeping it: a reference back to it would make a cycle
+# that keeps the pool, the static buffers and the parameters alive after the module is gone, until Python's cycle
+# collector happens to run.
 class _InferenceGraph:
     """Forward only (no autograd)."""
 
     def __init__(self, owner: ShapeGraphs, fn, x: Tensor, buffers):
-        self.owner = owner
         self.static_x = _static_input(owner, x)
         with _no_weight_cache():
             outs = _warm_up(lambda: fn(self.static_x), owner, x.device, buffers)
@@ -303,15 +305,14 @@ class _InferenceGraph:
                 for static, o in zip(self.static_out, fn(self.static_x)):
                     static.copy_(o)
 
-    def __call__(self, x: Tensor) -> Tuple[Tensor, ...]:
-        return self.owner.replay(self.graph, self.static_x, x, self.static_out)
+    def __call__(self, owner: ShapeGraphs, x: Tensor) -> Tuple[Tensor, ...]:
+        return owner.replay(self.graph, self.static_x, x, self.static_out)
 
 
 class _TrainingGraph:
     """Forward and backward graphs; gradients of the input (if it requires grad) and of `params`."""
 
     def __init__(self, owner: ShapeGraphs, fn, x: Tensor, slots, buffers):
-        self.owner = owner
         self.params = [p for _, _, p in slots]
         self.x_grad = x.requires_grad
         self.static_x = _static_input(owner, x).requires_grad_(self.x_grad)
@@ -329,12 +330,12 @@ class _TrainingGraph:
                 outs = _warm_up(step, owner, x.device, buffers)
             # fresh aliases for the capture: the warm-up's leaves recorded the side stream
             with _parameter_aliases(slots) as aliases:
-                self._capture(fn, leading + aliases, [_spec(o) for o in outs])
+                self._capture(owner, fn, leading + aliases, [_spec(o) for o in outs])
 
-    def _capture(self, fn, inputs: List[Tensor], out_specs):
+    def _capture(self, owner: ShapeGraphs, fn, inputs: List[Tensor], out_specs):
         """The forward graph, then the backward graph: gradients of `inputs` packed per dtype into the shared static
         buffer (one copy per dtype hands them out)."""
-        owner, device = self.owner, self.static_x.device
+        device = self.static_x.device
         self.static_out = owner.static('out', out_specs, device)
         dtypes = sorted({t.dtype for t in inputs}, key=str)
         sizes = [sum(t.numel() for t in inputs if t.dtype == dtype) for dtype in dtypes]
@@ -365,11 +366,10 @@ class _TrainingGraph:
                 torch.cat(parts, out=self.packed[dtype])
         del outs, grads, groups
 
-    def __call__(self, x: Tensor) -> Tuple[Tensor, ...]:
-        return _ReplayFunction.apply(self, x, *self.params)
+    def __call__(self, owner: ShapeGraphs, x: Tensor) -> Tuple[Tensor, ...]:
+        return _ReplayFunction.apply(owner, self, x, *self.params)
 
-    def backward(self, generation: int, gouts) -> List[Optional[Tensor]]:
-        owner = self.owner
+    def backward(self, owner: ShapeGraphs, generation: int, gouts) -> List[Optional[Tensor]]:
         if generation != owner.generation:
             raise RuntimeError('Conv2Former(cuda_graph=True): backward of a replayed forward whose activations a later '
                                'replay has overwritten or an earlier backward has used (retain_graph=True). Run one '
@@ -390,10 +390,10 @@ class _TrainingGraph:
 class _ReplayFunction(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, graph: _TrainingGraph, x: Tensor, *params: Tensor):
-        owner = graph.owner
+    def forward(ctx, owner: ShapeGraphs, graph: _TrainingGraph, x: Tensor, *params: Tensor):
         outs = owner.replay(graph.fwd, graph.static_x, x, graph.static_out)
-        ctx.graph, ctx.generation = graph, owner.generation
+        # the autograd graph keeps the owner (no cycle: the owner keeps only a weak reference to `pending`)
+        ctx.owner, ctx.graph, ctx.generation = owner, graph, owner.generation
         ctx.pending = _Pending()  # lives as long as this autograd graph; until its backward, other calls run eagerly
         owner.pending = weakref.ref(ctx.pending)
         return outs
@@ -402,6 +402,6 @@ class _ReplayFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, *gouts):
         graph = ctx.graph
-        grads = graph.backward(ctx.generation, gouts)
+        grads = graph.backward(ctx.owner, ctx.generation, gouts)
         dx = grads.pop(0) if graph.x_grad else None
-        return (None, dx, *grads)
+        return (None, None, dx, *grads)

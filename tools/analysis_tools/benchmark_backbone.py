@@ -521,8 +521,8 @@ def _time_over_shapes(step, shapes, device, on_new_shape=None):
 
 
 def _free_memory(device):
-    """After a model is dropped: collect reference cycles (a cuda_graph=True model's graphs and their owner form
-    one) and hand the cached memory back, so that the next case starts from a clean device."""
+    """After a model is dropped: collect any reference cycles (e.g. of timm's or mmdet's modules) and hand the cached
+    memory back, so that the next case starts from a clean device."""
     gc.collect()
     if device.type == 'cuda':
         torch.cuda.empty_cache()
