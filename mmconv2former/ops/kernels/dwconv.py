@@ -41,6 +41,7 @@ import functools
 import os
 
 import torch
+import torch.nn.functional as F
 
 from .launch import HAS_TRITON, FastLauncher, cdiv, next_power_of_2, tl, triton
 
@@ -224,11 +225,12 @@ if HAS_TRITON:
                     P1, P2,
                     M, H, W, C, tiles_w, tiles_h, n_cb,
                     MODE: tl.constexpr, K: tl.constexpr, FLIP: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
-                    UNROLL: tl.constexpr, BC: tl.constexpr, VEC: tl.constexpr):
+                    UNROLL: tl.constexpr, BC: tl.constexpr, VEC: tl.constexpr, IN_PX: tl.constexpr):
         """v3 depthwise KxK conv of the channel-blocked IN (C/BC, M, BC) for TH output rows x TW pixels x BC
         channels, then the epilogue of MODE (same modes and operands as `_dwconv_kernel`; the blocked outputs are
         O3 in MODE 1 and O2 in MODE 4). FLIP: use the taps of the transposed convolution. UNROLL: unroll the loop
-        over the kernel columns at compile time."""
+        over the kernel columns at compile time. IN_PX: IN's pixel stride, BC for the blocked layout, C for row-major
+        (M, C) rows (MODE 3 only, with a wide BC)."""
         PAD: tl.constexpr = K // 2
         pid_c, tx, ty, n = _program_tile(n_cb, tiles_w, tiles_h)
         y0 = ty * TH
@@ -236,6 +238,10 @@ if HAS_TRITON:
         lane = tl.arange(0, BC)
         c = pid_c * BC + lane
         img = (pid_c.to(tl.int64) * M + n.to(tl.int64) * H * W) * BC  # (channel block, image n, pixel 0)
+        if IN_PX == BC:  # IN's offset of (image n, pixel 0, this channel block)
+            in_img = img
+        else:
+            in_img = n.to(tl.int64) * H * W * IN_PX + pid_c * BC
         zero = tl.zeros([TW, BC], dtype=tl.float32)
         acc = (zero,)
         for _y in tl.static_range(TH - 1):
@@ -243,7 +249,7 @@ if HAS_TRITON:
         for j in (tl.static_range if UNROLL else range)(K):
             xx = xs + (j - PAD)
             cok = (xx >= 0) & (xx < W)
-            ptr = IN + img + (xx * BC)[:, None] + lane[None, :]
+            ptr = IN + in_img + (xx * IN_PX)[:, None] + lane[None, :]
             # the taps of column j, loaded when first needed (tap i is used by input rows i .. i + TH - 1)
             wj = (tl.load(WT + tl.multiple_of(_tap(0, j, K, FLIP) * C + pid_c * BC, BC) + lane),)
             for r in tl.static_range(TH + K - 1):
@@ -251,7 +257,7 @@ if HAS_TRITON:
                     wj = wj + (tl.load(WT + tl.multiple_of(_tap(r, j, K, FLIP) * C + pid_c * BC, BC) + lane),)
                 hh = y0 + (r - PAD)
                 ok = cok & (hh >= 0) & (hh < H)
-                v = tl.load(ptr + hh * (W * BC), mask=ok[:, None], other=0.0).to(tl.float32)
+                v = tl.load(ptr + hh * (W * IN_PX), mask=ok[:, None], other=0.0).to(tl.float32)
                 for y in tl.static_range(TH):
                     if r - y >= 0 and r - y < K:
                         acc = _tset(acc, y, acc[y] + v * wj[r - y][None, :])
@@ -294,7 +300,7 @@ if HAS_TRITON:
                          mask=m2)
                 ps1 += da
             elif MODE == 3:  # MLP forward, IN = g: O1 = h = g + GELU(conv + b)
-                g = tl.load(IN + bl, mask=m2, other=0.0)
+                g = tl.load(IN + in_img + ((yy * W + xs) * IN_PX)[:, None] + lane[None, :], mask=m2, other=0.0)
                 out = g.to(tl.float32) + _gelu(a + bias)
                 tl.store(O1 + tl.multiple_of(pix * s_o1, VEC)[:, None] + c[None, :], out.to(O1.dtype.element_ty),
                          mask=m2)
@@ -558,13 +564,17 @@ def _launch_conv_tc(inp, wt, bias, shape, C, K, x1, o1):
 
 def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2=None, o3=None, p1=None, p2=None,
                  flip=False):
-    """One conv kernel launch (v2 or v3 as `IMPL` says for K). `flip`: the transposed conv (taps reversed)."""
+    """One conv kernel launch (v2 or v3 as `IMPL` says for K). `flip`: the transposed conv (taps reversed). `inp`
+    is blocked (C/BC, M, BC), or row-major (M, C) for the MLP forward when `rows_forward(K)`."""
     N, H, W = shape
     M = N * H * W
     if not M:
         return
     if use_tensor_cores(mode, K, W, inp.dtype):
         _launch_conv_tc(inp, wt, bias, shape, C, K, x1, o1)
+        return
+    if inp.dim() == 2:
+        _launch_conv_rows(mode, inp, wt, bias, shape, C, K, o1)
         return
     BC = inp.shape[-1]
     dummy = o1
@@ -590,7 +600,31 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
     vec = _vec(x1.stride(0), x2.stride(0), o1.stride(0), o2.stride(0), BC)
     _dwc[(N * tiles_h * tiles_w * n_cb,)](inp, wt, bias, x1, x1.stride(0), x2, x2.stride(0), o1, o1.stride(0),
                                           o2, o2.stride(0), o3, p1, p2, M, H, W, C, tiles_w, tiles_h, n_cb,
-                                          mode, K, flip, th, tw, unroll, BC, vec, num_warps=warps)
+                                          mode, K, flip, th, tw, unroll, BC, vec, BC, num_warps=warps)
+
+
+# the MLP's 3x3 forward on row-major input: output rows, pixels per row, warps, most channels per program
+ROWS_TILE = (2, 8, 2, 64)
+
+
+def rows_forward(K: int) -> bool:
+    """Whether the MLP forward (MODE 3) reads GELU(h0) as row-major rows: v3 at k = 3. The conv is memory-bound
+    there, and v3's 4-channel blocks made each thread's loads and stores 8 bytes wide (128 bytes per pixel and
+    program are whole cache lines); the backward keeps the blocked layout."""
+    return K == 3 and _impl(K) == 'v3'
+
+
+def _launch_conv_rows(mode, inp, wt, bias, shape, C, K, o1):
+    if mode != MODE_B_FWD:
+        raise ValueError(f'row-major conv input is for the MLP forward only, got mode {mode}')
+    N, H, W = shape
+    th, tw, warps, bc = ROWS_TILE
+    BC = _pow2_divisor(C, bc)
+    tiles_w, tiles_h, n_cb = cdiv(W, tw), cdiv(H, th), C // BC
+    vec = _vec(o1.stride(0), inp.stride(0), BC)
+    _dwc[(N * tiles_h * tiles_w * n_cb,)](inp, wt, bias, o1, 0, o1, 0, o1, o1.stride(0), o1, 0, o1, wt, wt,
+                                          N * H * W, H, W, C, tiles_w, tiles_h, n_cb,
+                                          mode, K, False, th, tw, 0, BC, vec, C, num_warps=warps)
 
 
 def _split_tiles(n_tiles: int, per_split: int, sms: int):
@@ -681,7 +715,7 @@ def convmod_bwd(av: torch.Tensor, dm: torch.Tensor, wt: torch.Tensor, bias: torc
 def mlp_pos_fwd(h0: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, shape) -> torch.Tensor:
     C4 = h0.shape[1]
     K = _ksize(wt)
-    g = gelu_blocked(h0, C4, block_width(C4, K))
+    g = F.gelu(h0).contiguous() if rows_forward(K) else gelu_blocked(h0, C4, block_width(C4, K))
     h = torch.empty_like(h0)
     _launch_conv(MODE_B_FWD, g, wt, bias, shape, C4, K, o1=h)
     return h
