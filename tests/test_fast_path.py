@@ -8,6 +8,7 @@ checkpointing; torch.compile; the backbone with fast_path on vs off; the saved-a
 machines these are skipped (with the reason shown) and only the import / CPU fallback is checked.
 """
 import copy
+import functools
 
 import pytest
 import torch
@@ -148,7 +149,7 @@ AMP_CASES = [  # dtype, k, N, H, W, C
     ('bf16', 11, 4, 14, 14, 72),  # narrow maps: ConvMod's forward on the tensor cores
     ('fp16', 11, 2, 9, 16, 144),
 ]
-AMP_FLOOR = {'bf16': 2e-2, 'fp16': 3e-3}
+AMP_FLOOR = {'bf16': 2e-2, 'fp16': 3e-3, 'fp32': 1e-5}
 
 
 @pytest.mark.parametrize('amp,k,N,H,W,C', AMP_CASES, ids=[f'{c[0]}-k{c[1]}-{c[3]}x{c[4]}x{c[5]}' for c in AMP_CASES])
@@ -290,6 +291,60 @@ def test_backbone_fast_vs_reference(with_cp):
     assert not bad, bad
 
 
+@pytest.mark.parametrize('amp', ['fp32', 'bf16', 'fp16'])
+@pytest.mark.gpu
+@needs_cuda
+def test_backbone_autocast_matches_reference(amp):
+    """In fp32 and under autocast the fast backbone is as close to float64 as the reference in the same mode and
+    returns the reference's dtypes (fp32: autocast runs LayerNorm in fp32): in eager training, with the
+    downsampling and output LayerNorms as Triton row kernels (writing the convolution's dtype; what runs in its CUDA
+    graphs), forward and every gradient, and in inference."""
+    dtype = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[amp]
+    arch = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_size=7)
+    torch.manual_seed(1)
+    # stem BatchNorms in eval mode: with batch statistics their backward cancels most of the input's gradient,
+    # leaving rounding noise of any implementation to compare
+    ref = Conv2Former(arch=arch, fast_path=False, norm_eval=True).cuda().train()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if 'layer_scale' in name or name.endswith('.bias'):
+                p.uniform_(0.5, 1.5)  # nonzero biases and layer scales: their gradients count too
+    fast = copy.deepcopy(ref)
+    fast.fast_path = True
+    x = torch.randn(2, 3, 67, 99, device='cuda')
+
+    def row_norms(model):  # the body as the CUDA graphs run it
+        return lambda t: model._forward_body(model._stem(t, True), True, graphed=True)
+
+    def step(model, amp_dtype, forward=None, grad=True):
+        xi = x.to(next(model.parameters()).dtype).clone().requires_grad_(grad)
+        with torch.autocast('cuda', dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with torch.set_grad_enabled(grad):
+                ys = list((forward or model)(xi))
+        if not grad:
+            return ys
+        sum((y.double() * torch.linspace(-1, 1, y.numel(), device='cuda', dtype=torch.double).view_as(y)).sum()
+            for y in ys).backward()
+        grads = [xi.grad] + [p.grad for p in model.parameters()]
+        model.zero_grad(set_to_none=True)
+        return ys + grads
+
+    double = copy.deepcopy(ref).double()
+    names = ['output'] * 4 + ['input'] + [n for n, _ in ref.named_parameters()]
+    cases = {'eager training': (step(double, None), step(ref, dtype), step(fast, dtype)),
+             'row-kernel norms': (step(double, None), step(ref, dtype), step(fast, dtype, row_norms(fast))),
+             'inference': (step(double, None, grad=False), step(ref, dtype, grad=False),
+                           step(fast, dtype, grad=False))}
+    bad = {}
+    for case, (true, got_ref, got) in cases.items():
+        assert [y.dtype for y in got[:4]] == [y.dtype for y in got_ref[:4]] == [torch.float32] * 4, case
+        for n, a, r, t in zip(names, got, got_ref, true):
+            e_fast, e_ref = norm_rel(a, t), norm_rel(r, t)
+            if not e_fast <= max(2 * e_ref, AMP_FLOOR[amp]):
+                bad[f'{case}: {n}'] = (e_fast, e_ref)
+    assert not bad, f'{amp}: (fast error, reference autocast error) vs float64: {bad}'
+
+
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
 @pytest.mark.gpu
 @needs_cuda
@@ -422,12 +477,15 @@ def test_cuda_graph_capture_aliases_parameters_and_puts_them_back():
 
 
 def graphed_and_eager(depths=(1, 1, 2, 1), device='cuda', **kwargs):
-    """A small seeded Conv2Former with cuda_graph=True (training mode) and an eager copy with the same weights."""
+    """A small seeded Conv2Former with cuda_graph=True (training mode) and an eager copy with the same weights that
+    runs the kernels the graphs run (the downsampling and output LayerNorms as Triton row kernels, which eager
+    training leaves to PyTorch; test_backbone_autocast_matches_reference checks both against float64)."""
     torch.manual_seed(0)
     model = Conv2Former(arch=dict(depths=depths, dims=(16, 32, 64, 128), kernel_size=7), cuda_graph=True,
                         **kwargs).to(device)
     eager = copy.deepcopy(model)
     eager.cuda_graph = False
+    eager._forward_body = functools.partial(Conv2Former._forward_body, eager, graphed=True)
     return model, eager
 
 
@@ -476,6 +534,12 @@ def test_cuda_graph_inference():
     assert not graphs.enabled
 
 
+def _loss(outs):
+    """A loss whose gradient is not the same at every pixel: a uniform one (e.g. a sum or mean of the maps) gives
+    the output LayerNorms' inputs a zero gradient, up to rounding noise, and nothing to compare upstream."""
+    return sum((o.float().square() * (k + 1)).mean() for k, o in enumerate(outs))
+
+
 def _train_steps(model, xs, amp=None, steps=3, accumulate=False):
     """Losses and the model after `steps` SGD steps (or one step of gradients accumulated over `xs`)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -485,7 +549,7 @@ def _train_steps(model, xs, amp=None, steps=3, accumulate=False):
             opt.zero_grad(set_to_none=(i % 2 == 0))
         with torch.autocast('cuda', dtype=amp or torch.bfloat16, enabled=amp is not None):
             outs = model(xs[i % len(xs)])
-        loss = sum((o.float() * (k + 1)).mean() for k, o in enumerate(outs))
+        loss = _loss(outs)
         loss.backward()
         losses.append(loss.item())
         if not accumulate:
@@ -528,8 +592,8 @@ def test_cuda_graph_training_rules():
     xg, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
     model.eval()
     eager.eval()  # no drop path: comparable
-    sum(o.sum() for o in model(xg)).backward()
-    sum(o.sum() for o in eager(xe)).backward()
+    _loss(model(xg)).backward()
+    _loss(eager(xe)).backward()
     assert max_rel(xg.grad, xe.grad) < 1e-5
     assert all(p.grad is None for p in model.stages[0].parameters())
     # drop path draws new masks at each replay
@@ -569,7 +633,7 @@ def test_cuda_graph_forwards_before_backward():
     assert (graphs.captures, graphs.replays) == (1, 0)
     for m in (model, eager):
         m.zero_grad(set_to_none=True)
-        loss = sum(o.sum() for o in m(xa)) + 2 * sum(o.sum() for o in m(xb)) + 3 * sum(o.sum() for o in m(xa))
+        loss = _loss(m(xa)) + 2 * _loss(m(xb)) + 3 * _loss(m(xa))
         loss.backward()
     assert (graphs.captures, graphs.replays) == (1, 1)  # the last two forwards ran eagerly
     assert all(max_rel(a, b) < 1e-5 for a, b in zip(_grads(model), _grads(eager)))
@@ -582,7 +646,7 @@ def _graph_step(model, x):
     """A training step with every output in the loss; returns the outputs and the gradients."""
     model.zero_grad(set_to_none=True)
     outs = model(x)
-    sum((o.float() * (k + 1)).mean() for k, o in enumerate(outs)).backward()
+    _loss(outs).backward()
     return [o.detach() for o in outs], _grads(model)
 
 
@@ -639,6 +703,38 @@ def test_cuda_graph_pool_outgrown():
     assert (graphs.pools, graphs.captures, graphs.replays) == (4, 6, 2)
     with pytest.raises(ValueError, match='headroom must be >= 1'):
         type(graphs)(headroom=0.9)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_memory_freed_with_the_model():
+    """A graphed model that is deleted gives back its graphs' pool, static buffers and parameters at once: nothing in
+    the cache refers back to it (such a cycle kept them until Python's cycle collector happened to run)."""
+    import gc
+    import weakref
+
+    def pool_bytes(pool):  # all of the pool's segments (this small model's activations are in small ones)
+        return sum(seg['total_size'] for seg in torch.cuda.memory_snapshot()
+                   if tuple(seg.get('segment_pool_id', ())) == tuple(pool))
+
+    model, _ = graphed_and_eager(depths=(1, 1, 1, 1))
+    x = torch.randn(2, 3, 128, 192, device='cuda')
+    _graph_step(model, x)  # a training capture
+    with torch.no_grad():
+        model.eval()(x)  # and an inference one
+    graphs = weakref.ref(model._graphs)
+    pool = graphs().pool
+    held = [weakref.ref(t) for t in [*graphs().arenas.values(), *model.parameters()]]
+    assert graphs().captures == 2 and pool_bytes(pool) > 0 and len(held) > 4
+    gc.disable()
+    try:
+        del model
+        assert graphs() is None and not any(ref() is not None for ref in held)
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        assert pool_bytes(pool) == 0
+    finally:
+        gc.enable()
 
 
 @pytest.mark.gpu

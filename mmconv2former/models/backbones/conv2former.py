@@ -377,7 +377,7 @@ class Conv2Former(Conv2FormerBody, BaseModule):
                 self._graphs = ShapeGraphs(owner='Conv2Former(cuda_graph=True)')
             body = [*self.downsample_layers[1:self.num_stages_run], *self.stages[:self.num_stages_run],
                     *(getattr(self, f'norm{i}') for i in self.out_indices)]
-            return self._graphs.run(lambda t: self._forward_body(t, True), x, body, mode=self.training)
+            return self._graphs.run(lambda t: self._forward_body(t, True, graphed=True), x, body, mode=self.training)
         return self._forward_body(x, fast)
 
     def _graphs_apply(self) -> bool:
@@ -403,18 +403,38 @@ class Conv2Former(Conv2FormerBody, BaseModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.downsample_layers[0](x)
 
-    def _forward_body(self, x: torch.Tensor, fast: bool) -> Tuple[torch.Tensor, ...]:
+    def _forward_body(self, x: torch.Tensor, fast: bool, graphed: bool = False) -> Tuple[torch.Tensor, ...]:
         """Stages (and downsamplings) from the stem's output on; the requested outputs."""
+        # The LayerNorms outside the blocks run as Triton row kernels (less GPU time) where their host time does not
+        # count (captured in a CUDA graph) or is small (no autograd: inference); in eager training their autograd
+        # node cost more host time than PyTorch's (docs/performance.md), which bounds those steps.
+        row_norms = fast and (graphed or not torch.is_grad_enabled())
         outs = []
         for i in range(self.num_stages_run):
             if i > 0:
-                x = self.downsample_layers[i](x)
+                x = self._downsample(i, x, row_norms)
             x = self._run_blocks(self.stages[i], x, fast)
             if i in self.out_indices:
                 # outputs in the standard NCHW layout: the necks' and heads' ops (mmcv's RoIAlign among them)
                 # assume contiguous NCHW
-                outs.append(getattr(self, f'norm{i}')(x).contiguous())
+                outs.append(self._out_norm(i, x, row_norms).contiguous())
         return tuple(outs)
+
+    def _downsample(self, i: int, x: torch.Tensor, row_norms: bool) -> torch.Tensor:
+        if not row_norms:
+            return self.downsample_layers[i](x)
+        from ...ops import compute_dtype, layer_norm_channels_last
+        norm, conv = self.downsample_layers[i]
+        # in the dtype the convolution computes in (it would cast the fp32 that autocast makes LayerNorm write)
+        return conv(layer_norm_channels_last(norm, x, compute_dtype(x)))
+
+    def _out_norm(self, i: int, x: torch.Tensor, row_norms: bool) -> torch.Tensor:
+        norm = getattr(self, f'norm{i}')
+        if not row_norms:
+            return norm(x)
+        from ...ops import layer_norm_channels_last
+        # the reference's dtype: autocast runs LayerNorm in fp32
+        return layer_norm_channels_last(norm, x, torch.float32 if torch.is_autocast_enabled(x.device.type) else x.dtype)
 
     def get_layer_depth(self, param_name: str, decay_type: str = 'layer_wise') -> Tuple[int, int]:
         """Layer id of a backbone parameter for layer-wise lr decay, and the number of layers.
