@@ -332,6 +332,7 @@ def kernel_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=1
     o1 = torch.empty_like(dm)
     o2 = torch.empty_like(av)
     ob1 = torch.empty_like(h0)
+    g_rows = F.gelu(h0)
     block = Block(C, K).to(device)
     params = fb._block_params(block)
     wbytes = sum(p.numel() for p in params) * 4 + (11 * C * C + 8 * C) * e + (K * K + 41) * C * 4
@@ -358,9 +359,19 @@ def kernel_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=1
                 dk.MODE_A_DGRAD, o3, fa, bdw, shape, C, K, x1=av, o1=o2, p1=s3, flip=fl), 3 * MC * e, 2 * kk * MC),
             (f'(a) bwd wgrad DW{K} [{impl}]', impl, lambda g=g, o3=o3: dk.dw_wgrad(g, o3, shape, C, K, dwk),
              2 * MC * e, 2 * kk * MC),
-            (f'GELU -> blocked (b) [{impl}]', impl, lambda bl3=bl3: dk.gelu_blocked(h0, C4, bl3), 2 * MC4 * e, 0),
-            (f'(b) fwd DW3 [{impl}]', impl, lambda gb=gb: dk._launch_conv(dk.MODE_B_FWD, gb, wt3, bpos, shape, C4, 3,
-                                                                         o1=ob1), 2 * MC4 * e, 2 * k3 * MC4),
+            (f'GELU -> blocked (b){" (backward)" if impl == "v3" else ""} [{impl}]', impl,
+             lambda bl3=bl3: dk.gelu_blocked(h0, C4, bl3), 2 * MC4 * e, 0),
+        ]
+        if impl == 'v3':  # the forward reads row-major GELU(h0) (`rows_forward`)
+            cases += [
+                ('GELU (b), row-major (forward) [v3]', impl, lambda: F.gelu(h0), 2 * MC4 * e, 0),
+                ('(b) fwd DW3, row-major input [v3]', impl, lambda: dk._launch_conv(
+                    dk.MODE_B_FWD, g_rows, wt3, bpos, shape, C4, 3, o1=ob1), 2 * MC4 * e, 2 * k3 * MC4)]
+        else:
+            cases += [
+                (f'(b) fwd DW3 [{impl}]', impl, lambda gb=gb: dk._launch_conv(
+                    dk.MODE_B_FWD, gb, wt3, bpos, shape, C4, 3, o1=ob1), 2 * MC4 * e, 2 * k3 * MC4)]
+        cases += [
             (f'(b) bwd recompute DW3 [{impl}]', impl, lambda gb=gb, ob2=ob2: dk._launch_conv(
                 dk.MODE_B_BWD, gb, wt3, bpos, shape, C4, 3, x1=dh, o1=ob1, o2=ob2, p1=s4), 4 * MC4 * e,
              2 * k3 * MC4),
@@ -878,10 +889,12 @@ def main():
         suffix = '_keep_ratio'
     else:
         run_models((args.models or ','.join(MODELS[:4])).split(','), args, report, device, dtype)
-        if not args.no_micro:
+        if not args.no_micro and device.type != 'cuda':
+            print('[micro] skipped: the micro-benchmarks and the kernel table time the Triton kernels, which run on '
+                  'CUDA only')
+        elif not args.no_micro:
             report['micro'] = micro_benchmarks(device, dtype, args.steps, args.warmup, **micro_size)
-            if device.type == 'cuda':
-                report['copy_tbps'] = copy_bandwidth(device)
+            report['copy_tbps'] = copy_bandwidth(device)
             ks = dict(dict(N=2, H=200, W=336, C=72), **micro_size)
             report['kernel_shape'] = f"N x H x W = {ks['N']}x{ks['H']}x{ks['W']}, C={ks['C']} (4C={4 * ks['C']}), k=11"
             report['kernels'] = kernel_benchmarks(device, dtype, args.steps, args.warmup, **micro_size)

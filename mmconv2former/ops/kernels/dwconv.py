@@ -30,6 +30,10 @@ environment variable `MMCONV2FORMER_DW_IMPL` overrides it, e.g. `v2`, `v3` or `l
   column j per program, k accumulators, a reduction over the pixels at the end; or all k columns, k*k
   accumulators). Programs walk the channel blocks fastest, so the row-major (M, C) rows read and written by the
   epilogues are used whole while in L2. The flipped taps of the transposed convolution are indexed in the kernel.
+- v3 runs the MLP's forward (MODE 3) on row-major GELU(h0) (`rows_forward`, `ROWS_TILE`): the 3x3 conv is
+  memory-bound, and with up to 64 channels per program its loads and stores are whole cache lines, where 4-channel
+  blocks made them 8 bytes per thread (H200, bf16, GELU + conv of 128x56x56x288: 542 instead of 694 us). The
+  backward keeps the blocked layout (its weight gradient needs the blocked GELU(h0) anyway).
 - v3 sends ConvMod's forward (MODE 0) on maps at most 16 pixels wide, k = 11, bf16/fp16, to the tensor cores
   (`_dwc_tc_kernel`): there most of v3's 32-pixel rows would be masked. Per channel and kernel row i, a tile of
   TC_TH output rows x TC_TW columns is `A_i @ T_i`, A_i the input rows shifted by i (TC_KW columns: TC_TW + k - 1
@@ -519,7 +523,8 @@ def _parse_tiles(spec: str, tiles: dict) -> dict:
 # multiple of 32 * num_warps: a thread holds TW / (32 * num_warps) pixels of BC channels. The defaults won a sweep of
 # the spill-free configs over the COCO and ADE stage sizes of Conv2Former-T on an H200 (docs/performance.md): 4 rows
 # halve the registers of the 11x11 conv (188 -> 94: twice the resident warps), the 3x3 weight gradient gains most
-# from doing all columns in one program. `MMCONV2FORMER_DW_TILES` overrides entries, e.g. `conv_large=8x32x1x0`.
+# from doing all columns in one program. conv_small is the MLP's backward (its forward uses `ROWS_TILE`).
+# `MMCONV2FORMER_DW_TILES` overrides entries, e.g. `conv_large=8x32x1x0`.
 V3_TILES = _parse_tiles(os.environ.get('MMCONV2FORMER_DW_TILES', ''),
                         dict(conv_large=(4, 32, 1, 0), conv_small=(8, 32, 1, 0), wgrad_large=(12, 64, 2, 0),
                              wgrad_small=(8, 64, 2, 1)))
