@@ -1,4 +1,5 @@
-from .hooks import FiniteLossHook, NonFiniteLossError, RandomStateHook
+from .hooks import FiniteLossHook, NonFiniteLossError, RandomStateHook, SingleThreadBackwardHook
 from .optimizers import LayerDecayOptimWrapperConstructor
 
-__all__ = ['FiniteLossHook', 'LayerDecayOptimWrapperConstructor', 'NonFiniteLossError', 'RandomStateHook']
+__all__ = ['FiniteLossHook', 'LayerDecayOptimWrapperConstructor', 'NonFiniteLossError', 'RandomStateHook',
+           'SingleThreadBackwardHook']
