@@ -254,14 +254,14 @@ def _parameter_aliases(slots):
             owner._parameters[name] = p
 
 
-def _warm_up(step: Callable[[], List[Tensor]], owner: ShapeGraphs, device: torch.device,
+def _warm_up(step: Callable[[], List[Tensor]], cache: ShapeGraphs, device: torch.device,
              buffers: Sequence[Tensor]) -> List[Tensor]:
-    """Runs `step` twice on the owner's side stream (kernels compiled, cuBLAS workspaces made before capturing),
+    """Runs `step` twice on the cache's side stream (kernels compiled, cuBLAS workspaces made before capturing),
     then puts the buffers (BatchNorm statistics) and the CUDA RNG state back as they were. Returns the last step's
     outputs."""
     saved = [b.clone() for b in buffers]
     rng = torch.cuda.get_rng_state(device)
-    side = owner.side_stream
+    side = cache.side_stream
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
         for _ in range(2):
@@ -281,8 +281,8 @@ def _no_weight_cache():
     return torch.autocast('cuda', dtype=dtype, enabled=enabled, cache_enabled=False)
 
 
-def _static_input(owner: ShapeGraphs, x: Tensor) -> Tensor:
-    (static_x,) = owner.static('x', [_spec(x)], x.device)
+def _static_input(cache: ShapeGraphs, x: Tensor) -> Tensor:
+    (static_x,) = cache.static('x', [_spec(x)], x.device)
     with torch.no_grad():
         static_x.copy_(x)
     return static_x
@@ -294,28 +294,28 @@ def _static_input(owner: ShapeGraphs, x: Tensor) -> Tensor:
 class _InferenceGraph:
     """Forward only (no autograd)."""
 
-    def __init__(self, owner: ShapeGraphs, fn, x: Tensor, buffers):
-        self.static_x = _static_input(owner, x)
+    def __init__(self, cache: ShapeGraphs, fn, x: Tensor, buffers):
+        self.static_x = _static_input(cache, x)
         with _no_weight_cache():
-            outs = _warm_up(lambda: fn(self.static_x), owner, x.device, buffers)
-            self.static_out = owner.static('out', [_spec(o) for o in outs], x.device)
+            outs = _warm_up(lambda: fn(self.static_x), cache, x.device, buffers)
+            self.static_out = cache.static('out', [_spec(o) for o in outs], x.device)
             del outs
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, pool=owner.pool, capture_error_mode=_CAPTURE_MODE):
+            with torch.cuda.graph(self.graph, pool=cache.pool, capture_error_mode=_CAPTURE_MODE):
                 for static, o in zip(self.static_out, fn(self.static_x)):
                     static.copy_(o)
 
-    def __call__(self, owner: ShapeGraphs, x: Tensor) -> Tuple[Tensor, ...]:
-        return owner.replay(self.graph, self.static_x, x, self.static_out)
+    def __call__(self, cache: ShapeGraphs, x: Tensor) -> Tuple[Tensor, ...]:
+        return cache.replay(self.graph, self.static_x, x, self.static_out)
 
 
 class _TrainingGraph:
     """Forward and backward graphs; gradients of the input (if it requires grad) and of `params`."""
 
-    def __init__(self, owner: ShapeGraphs, fn, x: Tensor, slots, buffers):
+    def __init__(self, cache: ShapeGraphs, fn, x: Tensor, slots, buffers):
         self.params = [p for _, _, p in slots]
         self.x_grad = x.requires_grad
-        self.static_x = _static_input(owner, x).requires_grad_(self.x_grad)
+        self.static_x = _static_input(cache, x).requires_grad_(self.x_grad)
         with _no_weight_cache():
             leading = [self.static_x] if self.x_grad else []  # the inputs differentiated, before the parameters
             with _parameter_aliases(slots) as aliases:
@@ -327,28 +327,28 @@ class _TrainingGraph:
                     torch.autograd.grad(diff, inputs, [torch.ones_like(o) for o in diff], allow_unused=True)
                     return [o.detach() for o in outs]
 
-                outs = _warm_up(step, owner, x.device, buffers)
+                outs = _warm_up(step, cache, x.device, buffers)
             # fresh aliases for the capture: the warm-up's leaves recorded the side stream
             with _parameter_aliases(slots) as aliases:
-                self._capture(owner, fn, leading + aliases, [_spec(o) for o in outs])
+                self._capture(cache, fn, leading + aliases, [_spec(o) for o in outs])
 
-    def _capture(self, owner: ShapeGraphs, fn, inputs: List[Tensor], out_specs):
+    def _capture(self, cache: ShapeGraphs, fn, inputs: List[Tensor], out_specs):
         """The forward graph, then the backward graph: gradients of `inputs` packed per dtype into the shared static
         buffer (one copy per dtype hands them out)."""
         device = self.static_x.device
-        self.static_out = owner.static('out', out_specs, device)
+        self.static_out = cache.static('out', out_specs, device)
         dtypes = sorted({t.dtype for t in inputs}, key=str)
         sizes = [sum(t.numel() for t in inputs if t.dtype == dtype) for dtype in dtypes]
-        packed = dict(zip(dtypes, owner.static('grads', [((n,), None, d) for n, d in zip(sizes, dtypes)], device)))
+        packed = dict(zip(dtypes, cache.static('grads', [((n,), None, d) for n, d in zip(sizes, dtypes)], device)))
         self.fwd = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.fwd, pool=owner.pool, capture_error_mode=_CAPTURE_MODE):
+        with torch.cuda.graph(self.fwd, pool=cache.pool, capture_error_mode=_CAPTURE_MODE):
             outs = fn(self.static_x)
             for static, o in zip(self.static_out, outs):
                 static.copy_(o.detach())
         self.differentiable = [i for i, o in enumerate(outs) if o.requires_grad]
-        self.static_gout = owner.static('gout', [_spec(outs[i]) for i in self.differentiable], device)
+        self.static_gout = cache.static('gout', [_spec(outs[i]) for i in self.differentiable], device)
         self.bwd = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.bwd, pool=owner.pool, capture_error_mode=_CAPTURE_MODE):
+        with torch.cuda.graph(self.bwd, pool=cache.pool, capture_error_mode=_CAPTURE_MODE):
             grads = torch.autograd.grad([outs[i] for i in self.differentiable], inputs, self.static_gout,
                                         allow_unused=True)
             self.layout = []  # per input: None (no gradient) or (dtype, offset, shape)
@@ -366,11 +366,11 @@ class _TrainingGraph:
                 torch.cat(parts, out=self.packed[dtype])
         del outs, grads, groups
 
-    def __call__(self, owner: ShapeGraphs, x: Tensor) -> Tuple[Tensor, ...]:
-        return _ReplayFunction.apply(owner, self, x, *self.params)
+    def __call__(self, cache: ShapeGraphs, x: Tensor) -> Tuple[Tensor, ...]:
+        return _ReplayFunction.apply(cache, self, x, *self.params)
 
-    def backward(self, owner: ShapeGraphs, generation: int, gouts) -> List[Optional[Tensor]]:
-        if generation != owner.generation:
+    def backward(self, cache: ShapeGraphs, generation: int, gouts) -> List[Optional[Tensor]]:
+        if generation != cache.generation:
             raise RuntimeError('Conv2Former(cuda_graph=True): backward of a replayed forward whose activations a later '
                                'replay has overwritten or an earlier backward has used (retain_graph=True). Run one '
                                'backward per forward, or set cuda_graph=False.')
@@ -380,8 +380,8 @@ class _TrainingGraph:
             else:
                 static.copy_(gouts[i])
         self.bwd.replay()
-        owner.generation += 1  # the backward reuses the activations' memory
-        owner.pending = None
+        cache.generation += 1  # the backward reuses the activations' memory
+        cache.pending = None
         copies = {dtype: buf.clone() for dtype, buf in self.packed.items()}
         return [None if entry is None else copies[entry[0]][entry[1]:entry[1] + entry[2].numel()].view(entry[2])
                 for entry in self.layout]
@@ -390,18 +390,18 @@ class _TrainingGraph:
 class _ReplayFunction(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, owner: ShapeGraphs, graph: _TrainingGraph, x: Tensor, *params: Tensor):
-        outs = owner.replay(graph.fwd, graph.static_x, x, graph.static_out)
-        # the autograd graph keeps the owner (no cycle: the owner keeps only a weak reference to `pending`)
-        ctx.owner, ctx.graph, ctx.generation = owner, graph, owner.generation
+    def forward(ctx, cache: ShapeGraphs, graph: _TrainingGraph, x: Tensor, *params: Tensor):
+        outs = cache.replay(graph.fwd, graph.static_x, x, graph.static_out)
+        # the autograd graph keeps the cache (no cycle: the cache keeps only a weak reference to `pending`)
+        ctx.cache, ctx.graph, ctx.generation = cache, graph, cache.generation
         ctx.pending = _Pending()  # lives as long as this autograd graph; until its backward, other calls run eagerly
-        owner.pending = weakref.ref(ctx.pending)
+        cache.pending = weakref.ref(ctx.pending)
         return outs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *gouts):
         graph = ctx.graph
-        grads = graph.backward(ctx.owner, ctx.generation, gouts)
+        grads = graph.backward(ctx.cache, ctx.generation, gouts)
         dx = grads.pop(0) if graph.x_grad else None
         return (None, None, dx, *grads)
