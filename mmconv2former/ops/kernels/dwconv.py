@@ -578,9 +578,9 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
     if use_tensor_cores(mode, K, W, inp.dtype):
         _launch_conv_tc(inp, wt, bias, shape, C, K, x1, o1)
         return
-    if inp.dim() == 2:
-        _launch_conv_rows(mode, inp, wt, bias, shape, C, K, o1)
-        return
+    rows = inp.dim() == 2  # row-major (M, C) input: the MLP forward of `rows_forward`, on v3's kernel
+    if rows and mode != MODE_B_FWD:
+        raise ValueError(f'row-major conv input is for the MLP forward only, got mode {mode}')
     BC = inp.shape[-1]
     dummy = o1
     x1 = dummy if x1 is None else x1
@@ -589,7 +589,7 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
     o3 = dummy if o3 is None else o3
     p1 = wt if p1 is None else p1
     p2 = wt if p2 is None else p2
-    if _impl(K) == 'v2':
+    if _impl(K) == 'v2' and not rows:
         if flip:
             wt = wt.flip(0)
         th, tw = _conv_tiles(BC, H, W)
@@ -600,12 +600,16 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
                                           o2, o2.stride(0), o3, o3.stride(0), p1, p2, M, H, W, C, tiles_w, tiles_img,
                                           mode, K, th, tw, BC, vec, num_warps=4)
         return
-    th, tw, warps, unroll = _v3_tiles('conv', K)
+    if rows:
+        th, tw, warps, bc = ROWS_TILE
+        unroll, BC = 0, _pow2_divisor(C, bc)
+    else:
+        th, tw, warps, unroll = _v3_tiles('conv', K)
     tiles_w, tiles_h, n_cb = cdiv(W, tw), cdiv(H, th), C // BC
     vec = _vec(x1.stride(0), x2.stride(0), o1.stride(0), o2.stride(0), BC)
     _dwc[(N * tiles_h * tiles_w * n_cb,)](inp, wt, bias, x1, x1.stride(0), x2, x2.stride(0), o1, o1.stride(0),
                                           o2, o2.stride(0), o3, p1, p2, M, H, W, C, tiles_w, tiles_h, n_cb,
-                                          mode, K, flip, th, tw, unroll, BC, vec, BC, num_warps=warps)
+                                          mode, K, flip, th, tw, unroll, BC, vec, C if rows else BC, num_warps=warps)
 
 
 # the MLP's 3x3 forward on row-major input: output rows, pixels per row, warps, most channels per program
@@ -618,18 +622,6 @@ def rows_forward(K: int) -> bool:
     program are whole cache lines); the backward keeps the blocked layout."""
     return K == 3 and _impl(K) == 'v3'
 
-
-def _launch_conv_rows(mode, inp, wt, bias, shape, C, K, o1):
-    if mode != MODE_B_FWD:
-        raise ValueError(f'row-major conv input is for the MLP forward only, got mode {mode}')
-    N, H, W = shape
-    th, tw, warps, bc = ROWS_TILE
-    BC = _pow2_divisor(C, bc)
-    tiles_w, tiles_h, n_cb = cdiv(W, tw), cdiv(H, th), C // BC
-    vec = _vec(o1.stride(0), inp.stride(0), BC)
-    _dwc[(N * tiles_h * tiles_w * n_cb,)](inp, wt, bias, o1, 0, o1, 0, o1, o1.stride(0), o1, 0, o1, wt, wt,
-                                          N * H * W, H, W, C, tiles_w, tiles_h, n_cb,
-                                          mode, K, False, th, tw, 0, BC, vec, C, num_warps=warps)
 
 
 def _split_tiles(n_tiles: int, per_split: int, sms: int):
