@@ -64,6 +64,8 @@ def test_config_recipe(path):
     assert backbone.type == 'mmconv2former.Conv2Former' and backbone.arch == arch
     assert backbone.out_indices == (0, 1, 2, 3)
     assert backbone.cuda_graph is True  # keep-ratio batch shapes repeat: replayed from CUDA graphs (on CUDA)
+    assert [h.type for h in cfg.custom_hooks] == [  # configs/_base_/conv2former_runtime.py's
+        'mmconv2former.FiniteLossHook', 'mmconv2former.RandomStateHook', 'mmconv2former.SingleThreadBackwardHook']
     assert cfg.model.neck.in_channels == list(ARCH_SETTINGS[arch]['dims'])
     assert cfg.optim_wrapper.constructor == 'mmconv2former.LayerDecayOptimWrapperConstructor'
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'

@@ -214,6 +214,8 @@ def test_config_recipe(path):
     assert backbone.drop_path_rate == DROP_PATH[arch]
     assert backbone.norm_cfg.type == 'SyncBN'
     assert backbone.cuda_graph is True  # crops and test windows have one shape: replayed from CUDA graphs
+    assert [h.type for h in cfg.custom_hooks] == [  # configs/_base_/conv2former_runtime.py's
+        'mmconv2former.FiniteLossHook', 'mmconv2former.RandomStateHook', 'mmconv2former.SingleThreadBackwardHook']
     assert backbone.init_cfg.type == 'Pretrained' and backbone.init_cfg.checkpoint_key == 'state_dict'
     assert backbone.init_cfg.checkpoint == cfg.checkpoint_file
     assert cfg.checkpoint_file.startswith(f'checkpoints/conv2former-{variant}_in')

@@ -7,9 +7,11 @@ of 6 runs of 10 steps each, bf16, backbone only): Conv2Former-T COCO-size traini
 60.0 -> 43.8 ms, ConvNeXt-T COCO-size 34.5 -> 27.2 ms.
 
 `torch.autograd.set_multithreading_enabled` is a per-thread setting: the hook turns it off on the runner's thread for
-`runner.train()` and puts the previous value back afterwards. It is opt-in (it changes how every backward of the
-loop is scheduled, not only the backbone's) and has not been measured under DDP; with several GPUs in one process
-(DataParallel) their backward work would run one device after the other.
+`runner.train()` and puts the previous value back afterwards. Our configs' runtime base lists it: whole training
+iterations in real Runners (2x H200 machine, 2026-11-30) were 0-12% faster with it, never slower, on one GPU and
+under DDP (Mask R-CNN-T and UperNet-T, eager and cuda_graph=True), with 30-100 MB less peak memory. CPU backwards
+already run on the calling thread. With several GPUs in one process (DataParallel, which mmengine does not use) their
+backward work would run one device after the other.
 """
 import torch
 from mmengine.hooks import Hook
@@ -24,10 +26,9 @@ def multithreading_enabled() -> bool:
 
 @HOOKS.register_module()
 class SingleThreadBackwardHook(Hook):
-    """Training backwards on the runner's thread (see the module docstring). Add
-    `dict(type='mmconv2former.SingleThreadBackwardHook')` to a config's `custom_hooks`, e.g.
-    `custom_hooks = _base_.custom_hooks + [dict(type='mmconv2former.SingleThreadBackwardHook')]` in a config that
-    inherits ours (which keeps their FiniteLossHook and RandomStateHook)."""
+    """Training backwards on the runner's thread (see the module docstring). Configs that inherit
+    configs/_base_/conv2former_runtime.py have it; elsewhere add `dict(type='mmconv2former.SingleThreadBackwardHook')`
+    to `custom_hooks`."""
 
     priority = 'VERY_HIGH'
 
