@@ -672,12 +672,17 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2,
 # ---------------------------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------------------------
+BACKWARD_THREAD = dict(engine="the autograd engine's device thread (PyTorch's default)",
+                       calling='the calling thread (as our configs train: SingleThreadBackwardHook)')
+
+
 def markdown(report):
     changing = report.get('keep_ratio') or any(r.get('shapes', 1) > 1 for r in report.get('detector') or [])
     timing = (f"{report['warmup']} warm-up steps on the first shape" if changing else
               f"median of {report['steps']} steps after {report['warmup']} warm-up")
     lines = [f"Device: {report['device']} · dtype: {report['dtype']} autocast · torch {report['torch']} · "
-             f"triton {report['triton']} · {report['date']} · {timing}", '']
+             f"triton {report['triton']} · {report['date']} · {timing} · backward on "
+             f"{BACKWARD_THREAD[report.get('backward_thread', 'engine')]}", '']
     cases = report['cases']
     models = [m for m in MODELS if any(c['model'] == m for c in cases)]
     if cases:
@@ -797,7 +802,8 @@ def chart(report, path):
         ax.grid(axis='y', alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Backbones, {report['dtype']} autocast, {report['device']}, torch {report['torch']}, "
-                 f"{report['date']}", fontsize=10)
+                 f"{report['date']}" + (', backward on the calling thread' if report.get('backward_thread') == 'calling'
+                                        else ''), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -851,6 +857,9 @@ def main():
                         help='Mask R-CNN training iteration instead (with --keep-ratio N: on changing shapes)')
     parser.add_argument('--keep-ratio', type=int, default=0, metavar='N',
                         help="N training steps on mmdet's keep-ratio COCO batch shapes instead")
+    parser.add_argument('--single-thread-backward', action='store_true',
+                        help="every model's backward on the calling thread, as our configs' SingleThreadBackwardHook "
+                             "runs training (default: PyTorch's, handed to the autograd engine's device thread)")
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--tiny', action='store_true', help='smoke test: tiny inputs (e.g. on CPU)')
     args = parser.parse_args()
@@ -866,14 +875,17 @@ def main():
     report = dict(device=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
                   dtype=args.dtype, torch=torch.__version__, triton=triton_version,
                   date=datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), steps=args.steps, warmup=args.warmup,
-                  cases=[])
+                  cases=[], backward_thread='calling' if args.single_thread_backward else 'engine')
+    torch.autograd.set_multithreading_enabled(not args.single_thread_backward)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = False
     suffix = ''
     micro_size = {}
     if args.tiny:
         for cfg in SETTINGS.values():
+            old = 'x'.join(map(str, cfg['shape'][:1] + cfg['shape'][2:]))
             cfg['shape'] = (min(cfg['shape'][0], 2), 3, 64, 96)
+            cfg['label'] = cfg['label'].replace(old, 'x'.join(map(str, cfg['shape'][:1] + cfg['shape'][2:])))
         micro_size = dict(N=1, H=9, W=13, C=16)
     if args.detector:
         if dtype == torch.bfloat16:  # mmcv 2.1's RoIAlign has no bf16 CUDA kernel; mmdet's AMP is fp16 anyway
