@@ -9,7 +9,9 @@ ConvNeXt-T (`features_only`) and mmdet's Swin-T (when mmdet imports). Settings (
 Each case runs on a freshly built model (as a run of that setting would; a `cuda_graph=True` model would otherwise
 keep the graphs and the memory pool of the settings before): warm-up steps (Triton compiles in the first), then the
 median of `--steps` steps timed with CUDA events; peak memory is `torch.cuda.max_memory_allocated` with the peak
-reset at the start of the case (model weights and gradients included). Then micro-benchmarks at the COCO stage-1
+reset at the start of the case, less what earlier cases left allocated (model weights and gradients included; for
+`cuda_graph=True` the capture included, and the size of the graphs' memory pool, which stays reserved, is
+reported too). Then micro-benchmarks at the COCO stage-1
 size (2x200x336, C=72, k=11): the fused ConvMod kernel (a) and whole ConvMod, the MLP kernel (b) and the whole block,
 fast vs reference, forward + backward; and each Triton kernel of the block timed alone next to its memory-bandwidth /
 FMA floor.
@@ -194,13 +196,14 @@ def _graphed_step(model, x, dtype, train):
     return graph.replay
 
 
-def run_case(model, setting, device, dtype, steps, warmup, graphed=False):
+def run_case(model, setting, device, dtype, steps, warmup, graphed=False, leftover=0):
+    """Median step time and peak memory; `leftover`: bytes allocated before the model was built (not counted)."""
     cfg = SETTINGS[setting]
     shape = cfg['shape']
     if device.type == 'cuda':
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device) if device.type == 'cuda' else 0
+    base = torch.cuda.memory_allocated(device) - leftover if device.type == 'cuda' else 0
     x = torch.randn(shape, device=device)
     use_amp = dtype != torch.float32
     if graphed:
@@ -231,8 +234,13 @@ def run_case(model, setting, device, dtype, steps, warmup, graphed=False):
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_amp):
                 model(x)
         med, times = time_fn(step, device, steps, warmup)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else 0
-    return dict(ms=med, ms_min=min(times), ms_max=max(times), peak_gib=peak / GIB, base_gib=base / GIB)
+    peak = torch.cuda.max_memory_allocated(device) - leftover if device.type == 'cuda' else 0
+    res = dict(ms=med, ms_min=min(times), ms_max=max(times), peak_gib=peak / GIB, base_gib=base / GIB)
+    graphs = getattr(model, '_graphs', None)
+    if graphs is not None and graphs.pool is not None:  # cuda_graph=True: the pool stays reserved for the graphs
+        from mmconv2former.ops.cuda_graph import _pool_size
+        res['graph_pool_gib'] = _pool_size(graphs.pool) / GIB
+    return res
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -536,6 +544,8 @@ def _free_memory(device):
     memory back, so that the next case starts from a clean device."""
     gc.collect()
     if device.type == 'cuda':
+        # cuBLAS keeps a workspace per stream it ran on (CUDA-graph cases use side streams) until told otherwise
+        torch._C._cuda_clearCublasWorkspaces()
         torch.cuda.empty_cache()
 
 
@@ -718,6 +728,12 @@ def _backbone_table(cases, models):
         if cg and r and 'error' not in cg and 'error' not in r:
             ratio += f"; cuda_graph=True vs eager ConvNeXt-T: {cg['ms'] / r['ms']:.2f}x"
         lines.append(f"| {SETTINGS[s]['label']} | " + ' | '.join(row) + f' | {ratio} |')
+    pools = [c for c in cases if 'graph_pool_gib' in c]
+    if pools:
+        lines += ['', "`cuda_graph=True`: the peak includes the capture; the graphs' memory pool then stays reserved "
+                  'for the replays (not counted as allocated): ' + ', '.join(
+                      f"{SETTINGS[c['setting']]['label'].split(' fwd')[0]} {c['graph_pool_gib']:.2f} GiB"
+                      for c in pools) + '.']
     errors = [c for c in cases if 'error' in c]
     if errors:
         lines.append('')
@@ -812,6 +828,7 @@ def chart(report, path):
 def run_models(names, args, report, device, dtype):
     for name in names:
         for s in args.settings.split(','):
+            leftover = torch.cuda.memory_allocated(device) if device.type == 'cuda' else 0
             try:
                 model = build_model(name, device)
             except Exception as exc:
@@ -822,7 +839,9 @@ def run_models(names, args, report, device, dtype):
             if getattr(model, 'mmcv_ext_stubbed', False):
                 report['swin_note'] = 'mmcv without compiled ops: stub mmcv._ext (Swin-T uses none)'
             try:
-                res = run_case(model, s, device, dtype, args.steps, args.warmup, graphed=name.endswith('_graph'))
+                res = run_case(model, s, device, dtype, args.steps, args.warmup, graphed=name.endswith('_graph'),
+                               leftover=leftover)
+                res['leftover_gib'] = leftover / GIB
             except Exception as exc:
                 traceback.print_exc()
                 res = dict(error=f'{type(exc).__name__}: {exc}'.splitlines()[0][:200])

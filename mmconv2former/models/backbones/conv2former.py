@@ -228,7 +228,7 @@ class Conv2Former(Conv2FormerBody, BaseModule):
         with_cp: activation checkpointing per block (saves memory, costs a recompute).
         fast_path: 'auto' (default: the fused Triton kernels on CUDA inputs when Triton works, else PyTorch ops),
             True (the kernels, required on CUDA) or False (PyTorch ops). Same parameters and numerics; on an H200
-            the kernels train 1.2-2.1x faster eagerly (the host's speed decides) with half the memory
+            the kernels train 1.2-2.2x faster eagerly (the host's speed decides) with half the memory
             (docs/performance.md). CPU always uses PyTorch.
         cuda_graph: replay the forward, and in training the backward too, from CUDA graphs captured per input
             shape, which removes the host time of the launches (H200: COCO-size training 57 -> 30 ms, one
