@@ -3,14 +3,17 @@
     python tools/analysis_tools/sweep_dw_tiles.py --out work_dirs/sweep_dw_tiles.json [--reps 20] [--jobs 16]
 
 For every kernel (the ConvMod conv in its three modes and its weight gradient, K = 11, on C channels; the MLP's 3x3
-conv in its three modes and its weight gradient on 4C channels), every stage size of Conv2Former-T in the COCO-train
-(2x800x1344) and ADE-train (4x512x512) settings and every candidate (TH, TW, num_warps, UNROLL) of its `V3_TILES`
-entry: checks the outputs against the shipped default config, then times the kernel (CUDA events, median of --reps
-after warm-up, queued behind a GPU sleep so that host launch time does not count). Configs that fail to compile or
-differ are skipped and recorded. The candidates are spill-free on sm_90 (ptxas); they are compiled first in --jobs
-processes, which fill Triton's on-disk cache, since compiling dominates the run (about a minute on an H200).
-The conv modes of one entry share its config, so configs are ranked by the time summed over the entry's kernels.
-Writes JSON and prints, per entry and stage (and summed per setting), the best config and its speedup over the
+conv in its three modes, the forward on row-major input, and its weight gradient on 4C channels), every stage size of
+Conv2Former-T in the COCO-train (2x800x1344), ADE-train (4x512x512) and ImageNet (128x224x224) settings and every
+candidate (TH, TW, num_warps, UNROLL; for `conv_rows`, the MLP forward's entry, TH, TW, num_warps, most channels per
+program) of its `V3_TILES` entry: checks the outputs against the shipped default config, then times the kernel (CUDA
+events, median of --reps after warm-up, queued behind a GPU sleep so that host launch time does not count). Configs
+that fail to compile or differ are skipped and recorded. The candidates are spill-free on sm_90 (ptxas); they are
+compiled first in --jobs processes, which fill Triton's on-disk cache, since compiling dominates the run (about a
+minute on an H200). The conv modes of one entry share its config, so configs are ranked by the time summed over the
+entry's kernels.
+Writes JSON and prints, per entry and stage (and per setting: summed over the stages, each weighted by its number of
+blocks in Conv2Former-T), the best config and its speedup over the
 default; put a winner in `V3_TILES` or try it with `MMCONV2FORMER_DW_TILES`.
 """
 import argparse
@@ -22,6 +25,7 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if REPO not in sys.path:
@@ -44,15 +48,26 @@ _CANDIDATES = {
     'wgrad_small': [(8, 32, 1, 0), (4, 32, 1, 0), (16, 32, 1, 0), (8, 64, 2, 0), (16, 64, 2, 0), (8, 64, 1, 0),
                     (12, 64, 1, 0), (16, 64, 1, 0),
                     (4, 32, 1, 1), (8, 32, 1, 1), (12, 32, 1, 1), (8, 64, 2, 1), (16, 64, 2, 1), (4, 64, 1, 1)],
+    'conv_rows': [(4, 16, 4, 64), (2, 16, 4, 64), (8, 16, 4, 64), (4, 32, 4, 64), (4, 16, 2, 64), (4, 8, 4, 64),
+                  (2, 32, 4, 32), (4, 32, 8, 64), (1, 32, 4, 64), (4, 16, 4, 32), (8, 8, 4, 64), (2, 8, 4, 128)],
 }
 CANDIDATES = {e: [DEFAULT[e]] + [c for c in cs if c != DEFAULT[e]] for e, cs in _CANDIDATES.items()}
 # kernel -> its V3_TILES entry
 KERNELS = {'m0': 'conv_large', 'm1': 'conv_large', 'm2': 'conv_large', 'wgrad11': 'wgrad_large',
-           'm3': 'conv_small', 'm4': 'conv_small', 'm5': 'conv_small', 'wgrad3': 'wgrad_small'}
+           'm3': 'conv_rows', 'm4': 'conv_small', 'm5': 'conv_small', 'wgrad3': 'wgrad_small'}
 STAGES = [('coco', i + 1, 2, h, w, c) for i, (h, w, c) in enumerate([(200, 336, 72), (100, 168, 144), (50, 84, 288),
                                                                      (25, 42, 576)])]
 STAGES += [('ade', i + 1, 4, h, w, c) for i, (h, w, c) in enumerate([(128, 128, 72), (64, 64, 144), (32, 32, 288),
                                                                     (16, 16, 576)])]
+STAGES += [('in', i + 1, 128, h, w, c) for i, (h, w, c) in enumerate([(56, 56, 72), (28, 28, 144), (14, 14, 288),
+                                                                     (7, 7, 576)])]
+DATASETS = ('coco', 'ade', 'in')
+BLOCKS = (3, 3, 12, 3)  # Conv2Former-T's blocks per stage: the weights of the stages in a setting's total
+
+
+def _stage_index(label: str) -> int:
+    """0-based stage of a label such as 'coco3 2x50x84x288'."""
+    return int(label.split()[0][-1]) - 1
 SEC_PER_COMPILE = 2.0  # Triton + ptxas, one kernel (1-3 s measured on a 2-core CPU machine)
 TOL_BF16, TOL_F32 = 2e-2, 1e-3  # relative to max |default output|: a few bf16 ulps; fp32 sums in another order
 
@@ -87,13 +102,14 @@ def make_kernels(N, H, W, C, only=None):
         ks['m2'] = (lambda: conv(2, dyb, wt, b, shape, C, 11, x1=av, o1=da, p1=p3, flip=True),
                     [da[:, :C], p3], [p3])
         ks['wgrad11'] = (lambda: wgrad(g, dyb, shape, C, 11, dw), [dw], [dw])
-    if only is None or any(KERNELS[k].endswith('small') for k in only):
+    if only is None or any(not KERNELS[k].endswith('large') for k in only):  # the MLP's 3x3 kernels
         h0, dh, dsb = rnd(M, C4), rnd(M, C4), rnd(C4 // BC, M, BC)
         wt3, b4 = dwconv.conv_weights(torch.randn(C4, 1, 3, 3, device=dev) / 3), torch.randn(C4, device=dev) * 0.1
         g4 = dwconv.gelu_blocked(h0, C4, BC)
         h3, h4, ds, dh0, dw3 = rnd(M, C4), rnd(M, C4), rnd(C4 // BC, M, BC), rnd(M, C4), zeros(C4 * 9)
         q1, q2 = zeros(C4), zeros(C4)
-        ks['m3'] = (lambda: conv(3, g4, wt3, b4, shape, C4, 3, o1=h3), [h3], [])
+        g4_rows = F.gelu(h0)  # the forward reads row-major GELU(h0) (dwconv.rows_forward)
+        ks['m3'] = (lambda: conv(3, g4_rows, wt3, b4, shape, C4, 3, o1=h3), [h3], [])
         ks['m4'] = (lambda: conv(4, g4, wt3, b4, shape, C4, 3, x1=dh, o1=h4, o2=ds, p1=q1),
                     [h4, ds, q1], [q1])
         ks['m5'] = (lambda: conv(5, dsb, wt3, b4, shape, C4, 3, x1=dh, x2=h0, o1=dh0, p1=q2, flip=True),
@@ -103,14 +119,17 @@ def make_kernels(N, H, W, C, only=None):
 
 
 def precompile(task):
-    """Worker: compile every kernel of one V3_TILES entry and config (launch on a small input: same
-    specialization as the stage sizes, all C are multiples of 8) -> (entry, cfg, error or None, seconds)."""
+    """Worker: compile every kernel of one V3_TILES entry and config (launch on small inputs: the same
+    specializations as the stage sizes: all C are multiples of 8, and the row-major forward's channel blocks are 32
+    at C = 72 and up to 64 from C = 144) -> (entry, cfg, error or None, seconds)."""
     entry, cfg = task
     t = time.time()
     try:
         dwconv.V3_TILES[entry] = cfg
-        for launch, _, _ in make_kernels(1, 13, 40, 72, [k for k, e in KERNELS.items() if e == entry]).values():
-            launch()
+        names = [k for k, e in KERNELS.items() if e == entry]
+        for C in ((72, 144, 288) if entry == 'conv_rows' else (72,)):
+            for launch, _, _ in make_kernels(1, 13, 40, C, names).values():
+                launch()
         torch.cuda.synchronize()
         err = None
     except Exception as e:  # noqa: BLE001
@@ -235,14 +254,15 @@ def summarize(res, entries):
     for entry in entries:
         names = [k for k in KERNELS if KERNELS[k] == entry]
         stages = list(res[names[0]])
-        groups = [(s, [s]) for s in stages] + [(f'all {ds}', ss) for ds in ('coco', 'ade')
+        groups = [(s, [s]) for s in stages] + [(f'all {ds}', ss) for ds in DATASETS
                                                if len(ss := [s for s in stages if s.startswith(ds)]) > 1]
         for label, ss in groups:
             tot = {}
             for cfg in CANDIDATES[entry]:
                 ts = [res[n][s]['ms'].get(cfg_str(cfg)) for n in names for s in ss]
-                if None not in ts:
-                    tot[cfg_str(cfg)] = sum(ts)
+                if None not in ts:  # a setting: each stage's kernels run once per block of the stage
+                    tot[cfg_str(cfg)] = sum(t * (BLOCKS[_stage_index(s)] if len(ss) > 1 else 1)
+                                            for t, s in zip(ts, [s for _ in names for s in ss]))
             if not tot:
                 continue
             best = min(tot, key=tot.get)

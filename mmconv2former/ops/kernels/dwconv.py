@@ -30,9 +30,9 @@ environment variable `MMCONV2FORMER_DW_IMPL` overrides it, e.g. `v2`, `v3` or `l
   column j per program, k accumulators, a reduction over the pixels at the end; or all k columns, k*k
   accumulators). Programs walk the channel blocks fastest, so the row-major (M, C) rows read and written by the
   epilogues are used whole while in L2. The flipped taps of the transposed convolution are indexed in the kernel.
-- v3 runs the MLP's forward (MODE 3) on row-major GELU(h0) (`rows_forward`, `ROWS_TILE`): the 3x3 conv is
-  memory-bound, and with up to 64 channels per program its loads and stores are whole cache lines, where 4-channel
-  blocks made them 8 bytes per thread (H200, bf16, GELU + conv of 128x56x56x288: 542 instead of 694 us). The
+- v3 runs the MLP's forward (MODE 3) on row-major GELU(h0) (`rows_forward`, tile `V3_TILES['conv_rows']`): the 3x3
+  conv is memory-bound, and with up to 64 channels per program its loads and stores are whole cache lines, where
+  4-channel blocks made them 8 bytes per thread (H200, bf16, GELU + conv of 128x56x56x288: 542 instead of 694 us). The
   backward keeps the blocked layout (its weight gradient needs the blocked GELU(h0) anyway).
 - v3 sends ConvMod's forward (MODE 0) on maps at most 16 pixels wide, k = 11, bf16/fp16, to the tensor cores
   (`_dwc_tc_kernel`): there most of v3's 32-pixel rows would be masked. Per channel and kernel row i, a tile of
@@ -497,7 +497,12 @@ def _conv_tiles(BC: int, H: int, W: int):
 
 
 _TILES_FORM = ('KIND_CLASS=THxTWxWARPSxUNROLL[,...] with KIND_CLASS one of conv_large, conv_small, wgrad_large, '
-               'wgrad_small; TH >= 1; WARPS 1, 2, 4 or 8; TW a power of 2, at least 32*WARPS; UNROLL 0 or 1')
+               'wgrad_small (TH >= 1; WARPS 1, 2, 4 or 8; TW a power of 2, at least 32*WARPS; UNROLL 0 or 1), or '
+               'conv_rows=THxTWxWARPSxCHANNELS (TW a power of 2; CHANNELS a power of 2 from 4 to 256)')
+
+
+def _pow2(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
 
 
 def _parse_tiles(spec: str, tiles: dict) -> dict:
@@ -506,14 +511,17 @@ def _parse_tiles(spec: str, tiles: dict) -> dict:
     for part in filter(None, (p.strip() for p in spec.lower().split(','))):
         key, _, val = part.rpartition('=')
         try:
-            th, tw, warps, unroll = (int(v) for v in val.split('x'))
-            ok = (key in tiles and th >= 1 and warps in (1, 2, 4, 8) and tw >= 32 * warps and tw & (tw - 1) == 0
-                  and unroll in (0, 1))
+            th, tw, warps, last = (int(v) for v in val.split('x'))
+            ok = key in tiles and th >= 1 and warps in (1, 2, 4, 8) and _pow2(tw)
+            if key == 'conv_rows':  # last: most channels per program
+                ok = ok and _pow2(last) and 4 <= last <= 256
+            else:  # last: UNROLL
+                ok = ok and tw >= 32 * warps and last in (0, 1)
         except ValueError:
             ok = False
         if not ok:
             raise ValueError(f'MMCONV2FORMER_DW_TILES: bad entry {part!r}, expected {_TILES_FORM}')
-        tiles[key] = (th, tw, warps, unroll)
+        tiles[key] = (th, tw, warps, last)
     return tiles
 
 
@@ -523,11 +531,13 @@ def _parse_tiles(spec: str, tiles: dict) -> dict:
 # multiple of 32 * num_warps: a thread holds TW / (32 * num_warps) pixels of BC channels. The defaults won a sweep of
 # the spill-free configs over the COCO and ADE stage sizes of Conv2Former-T on an H200 (docs/performance.md): 4 rows
 # halve the registers of the 11x11 conv (188 -> 94: twice the resident warps), the 3x3 weight gradient gains most
-# from doing all columns in one program. conv_small is the MLP's backward (its forward uses `ROWS_TILE`).
-# `MMCONV2FORMER_DW_TILES` overrides entries, e.g. `conv_large=8x32x1x0`.
+# from doing all columns in one program. conv_small is the MLP's backward; its forward (`rows_forward`) reads
+# row-major input with the conv_rows tile: (TH output rows, TW pixels of a row, num_warps, most channels per
+# program), which won a 12-config sweep on the ImageNet and COCO stage sizes (docs/performance.md, round 7).
+# `MMCONV2FORMER_DW_TILES` overrides entries, e.g. `conv_large=8x32x1x0,conv_rows=4x16x4x64`.
 V3_TILES = _parse_tiles(os.environ.get('MMCONV2FORMER_DW_TILES', ''),
                         dict(conv_large=(4, 32, 1, 0), conv_small=(8, 32, 1, 0), wgrad_large=(12, 64, 2, 0),
-                             wgrad_small=(8, 64, 2, 1)))
+                             wgrad_small=(8, 64, 2, 1), conv_rows=(2, 8, 2, 64)))
 
 
 def _v3_tiles(kind: str, K: int):
@@ -601,7 +611,7 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
                                           mode, K, th, tw, BC, vec, num_warps=4)
         return
     if rows:
-        th, tw, warps, bc = ROWS_TILE
+        th, tw, warps, bc = V3_TILES['conv_rows']
         unroll, BC = 0, _pow2_divisor(C, bc)
     else:
         th, tw, warps, unroll = _v3_tiles('conv', K)
@@ -610,10 +620,6 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
     _dwc[(N * tiles_h * tiles_w * n_cb,)](inp, wt, bias, x1, x1.stride(0), x2, x2.stride(0), o1, o1.stride(0),
                                           o2, o2.stride(0), o3, p1, p2, M, H, W, C, tiles_w, tiles_h, n_cb,
                                           mode, K, flip, th, tw, unroll, BC, vec, C if rows else BC, num_warps=warps)
-
-
-# the MLP's 3x3 forward on row-major input: output rows, pixels per row, warps, most channels per program
-ROWS_TILE = (2, 8, 2, 64)
 
 
 def rows_forward(K: int) -> bool:
