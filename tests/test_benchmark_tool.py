@@ -24,3 +24,20 @@ def test_benchmark_writes_json_markdown_and_chart(tmp_path):
     assert 'backward on the calling thread' in table
     assert '| ADE train 2x64x96 fwd+bwd |' in table and '| ImageNet inference 2x64x96 |' in table  # --tiny's shapes
     assert (tmp_path / 'benchmark.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_tile_sweep_ranks_a_setting_by_its_blocks_per_stage(monkeypatch):
+    """sweep_dw_tiles' per-setting winner weights each stage by its blocks in Conv2Former-T (3, 3, 12, 3): a tile
+    that wins three small stages but loses the 12-block stage loses the setting."""
+    from mmconv2former.ops.kernels import dwconv
+    monkeypatch.setattr(dwconv, 'IMPL', dict(dwconv.IMPL))  # the tool pins v3 in it when imported
+    monkeypatch.syspath_prepend(str(ROOT / 'tools/analysis_tools'))
+    import sweep_dw_tiles as sweep
+    monkeypatch.setitem(sweep.CANDIDATES, 'conv_rows', [(2, 8, 2, 64), (4, 16, 4, 64)])
+    monkeypatch.setitem(sweep.DEFAULT, 'conv_rows', (2, 8, 2, 64))
+    stage_ms = {'coco1 s': (1.0, 0.9), 'coco2 s': (1.0, 0.9), 'coco3 s': (1.0, 1.1), 'coco4 s': (1.0, 0.9)}
+    res = {'m3': {s: {'ms': {'2x8x2x64': a, '4x16x4x64': b}, 'best': '', 'best_ms': 1.0, 'default_ms': 1.0}
+                  for s, (a, b) in stage_ms.items()}}
+    rows = {r['stage']: r for r in sweep.summarize(res, ['conv_rows'])}
+    assert rows['coco1 s']['best'] == '4x16x4x64' and rows['coco3 s']['best'] == '2x8x2x64'
+    assert rows['all coco']['best'] == '2x8x2x64' and rows['all coco']['ms'] == 21  # the other: 0.9 * 9 + 1.1 * 12
