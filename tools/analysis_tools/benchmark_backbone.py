@@ -19,7 +19,8 @@ FMA floor.
 Writes `benchmark.json`, `benchmark.md` and `benchmark.png` into `--out`.
 
 `--graphs` adds Conv2Former-T fast and ConvNeXt-T replayed from hand-made CUDA graphs (what the GPU alone needs)
-and the backbone's own `cuda_graph=True` option (forward and backward replayed per input shape), in every setting.
+and the backbone's own `cuda_graph=True` option (forward and backward replayed per input shape), in every setting,
+and times the micro-benchmarks replayed from CUDA graphs too (both paths).
 
 `--keep-ratio N` instead times N training steps on the batch shapes of mmdet's keep-ratio COCO pipeline (2 images
 of COCO-like sizes resized to fit 1333x800, the batch padded to a multiple of 32; seeded), where every few steps
@@ -183,16 +184,22 @@ def _graphed_step(model, x, dtype, train):
         return lambda: graphed(x).backward()
     model.eval()
     use_amp = dtype != torch.float32
-    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=use_amp, cache_enabled=False):
+        return _replayed(lambda: model(x))
+
+
+def _replayed(step):
+    """step() captured once in a CUDA graph (after three warm-up runs on a side stream); returns its replay.
+    Autocast inside step must run with cache_enabled=False."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
-    with torch.no_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=use_amp, cache_enabled=False):
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                model(x)
-        torch.cuda.current_stream().wait_stream(side)
-        with torch.cuda.graph(graph):
-            model(x)
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
     return graph.replay
 
 
@@ -250,7 +257,9 @@ def _bench(fn, device, steps, warmup):
     return time_fn(fn, device, steps, warmup)[0]
 
 
-def micro_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11):
+def micro_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11, graphs=False):
+    """Fast vs reference, forward + backward, of parts of one block. `graphs`: each step also replayed from a CUDA
+    graph (no host time: what the GPU alone needs)."""
     from mmconv2former.models.backbones.conv2former import Block
     from mmconv2former.ops import fast_block as fb
     torch.manual_seed(0)
@@ -265,10 +274,23 @@ def micro_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11
                 t.grad = None
             for p in block.parameters():
                 p.grad = None
-            with torch.autocast(device.type, dtype=dtype):
+            with torch.autocast(device.type, dtype=dtype, cache_enabled=False):  # (capturable)
                 out = fn()
             out.float().sum().backward()
         return step
+
+    def measure(name, fast, ref, **extra):
+        r = dict(name=name, fast_ms=_bench(fast, device, steps, warmup), ref_ms=_bench(ref, device, steps, warmup),
+                 **{k: _bench(v, device, steps, warmup) for k, v in extra.items()})
+        r['speedup'] = r['ref_ms'] / r['fast_ms']
+        if graphs:
+            try:
+                r['fast_graph_ms'] = _bench(_replayed(fast), device, steps, warmup)
+                r['ref_graph_ms'] = _bench(_replayed(ref), device, steps, warmup)
+                r['speedup_graph'] = r['ref_graph_ms'] / r['fast_graph_ms']
+            except Exception as exc:  # noqa: BLE001  (recorded; the eager numbers stand)
+                r['graph_error'] = f'{type(exc).__name__}: {exc}'.splitlines()[0][:200]
+        results.append(r)
 
     # (a) alone: GELU -> DWConv_k -> * v
     av = torch.randn(N, H, W, 2 * C, device=device, dtype=dtype, requires_grad=True)
@@ -277,17 +299,15 @@ def micro_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11
     a_cl = a_ref.detach().to(memory_format=torch.channels_last).requires_grad_()
     v_cl = v_ref.detach().to(memory_format=torch.channels_last).requires_grad_()
     dw = block.attn.att[2]
-    t_fast = _bench(fwd_bwd(lambda: fb.convmod_dw(av, dw.weight, dw.bias), av), device, steps, warmup)
-    t_ref = _bench(fwd_bwd(lambda: dw(F.gelu(a_ref)) * v_ref, a_ref, v_ref), device, steps, warmup)
-    t_cl = _bench(fwd_bwd(lambda: dw(F.gelu(a_cl)) * v_cl, a_cl, v_cl), device, steps, warmup)
-    results.append(dict(name=f'(a) GELU->DW{K}x{K}->*v, {N}x{H}x{W}x{C}', fast_ms=t_fast, ref_ms=t_ref,
-                        ref_channels_last_ms=t_cl))
+    measure(f'(a) GELU->DW{K}x{K}->*v, {N}x{H}x{W}x{C}', fwd_bwd(lambda: fb.convmod_dw(av, dw.weight, dw.bias), av),
+            fwd_bwd(lambda: dw(F.gelu(a_ref)) * v_ref, a_ref, v_ref),
+            ref_channels_last_ms=fwd_bwd(lambda: dw(F.gelu(a_cl)) * v_cl, a_cl, v_cl))
     # ConvMod (block.attn) whole
     x_cf = torch.randn(N, C, H, W, device=device, requires_grad=True)
     x_cl = x_cf.detach().permute(0, 2, 3, 1).contiguous().requires_grad_()
-    t_fast = _bench(fwd_bwd(lambda: fb.convmod_forward_channels_last(block.attn, x_cl), x_cl), device, steps, warmup)
-    t_ref = _bench(fwd_bwd(lambda: block.attn(x_cf), x_cf), device, steps, warmup)
-    results.append(dict(name=f'ConvMod (LN, 3 1x1, (a)), {N}x{H}x{W}x{C}', fast_ms=t_fast, ref_ms=t_ref))
+    measure(f'ConvMod (LN, 3 1x1, (a)), {N}x{H}x{W}x{C}',
+            fwd_bwd(lambda: fb.convmod_forward_channels_last(block.attn, x_cl), x_cl),
+            fwd_bwd(lambda: block.attn(x_cf), x_cf))
     # (b) alone: g = GELU(h0); g + GELU(DW3(g))
     C4 = 4 * C
     pos = block.mlp.pos
@@ -297,15 +317,11 @@ def micro_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11
     def mlp_ref():
         g = F.gelu(h0_ref)
         return g + F.gelu(pos(g))
-    t_fast = _bench(fwd_bwd(lambda: fb.mlp_pos(h0, pos.weight, pos.bias), h0), device, steps, warmup)
-    t_ref = _bench(fwd_bwd(mlp_ref, h0_ref), device, steps, warmup)
-    results.append(dict(name=f'(b) GELU->DW3x3->GELU->add, {N}x{H}x{W}x{C4}', fast_ms=t_fast, ref_ms=t_ref))
+    measure(f'(b) GELU->DW3x3->GELU->add, {N}x{H}x{W}x{C4}', fwd_bwd(lambda: fb.mlp_pos(h0, pos.weight, pos.bias), h0),
+            fwd_bwd(mlp_ref, h0_ref))
     # the whole block
-    t_fast = _bench(fwd_bwd(lambda: fb.block_forward_channels_last(block, x_cl), x_cl), device, steps, warmup)
-    t_ref = _bench(fwd_bwd(lambda: block(x_cf), x_cf), device, steps, warmup)
-    results.append(dict(name=f'Block, {N}x{H}x{W}x{C}, k={K}', fast_ms=t_fast, ref_ms=t_ref))
-    for r in results:
-        r['speedup'] = r['ref_ms'] / r['fast_ms']
+    measure(f'Block, {N}x{H}x{W}x{C}, k={K}', fwd_bwd(lambda: fb.block_forward_channels_last(block, x_cl), x_cl),
+            fwd_bwd(lambda: block(x_cf), x_cf))
     return results
 
 
@@ -753,10 +769,18 @@ def _markdown_rest(report, lines):
         for k, v in report['host_us_per_block'].items():
             lines.append(f'| {k} | {v:.0f} |')
     if report.get('micro'):
-        lines += ['', '| micro-benchmark (fwd+bwd) | fast | reference | speedup |', '|---|---|---|---|']
+        graphed = any('fast_graph_ms' in r for r in report['micro'])
+        lines += ['', '| micro-benchmark (fwd+bwd) | fast | reference | speedup |' +
+                  (' fast, CUDA graph | reference, CUDA graph | speedup |' if graphed else ''),
+                  '|---' * (7 if graphed else 4) + '|']
         for r in report['micro']:
             extra = f" (channels_last ref {r['ref_channels_last_ms']:.2f} ms)" if 'ref_channels_last_ms' in r else ''
-            lines.append(f"| {r['name']} | {r['fast_ms']:.2f} ms | {r['ref_ms']:.2f} ms{extra} | {r['speedup']:.1f}x |")
+            line = f"| {r['name']} | {r['fast_ms']:.2f} ms | {r['ref_ms']:.2f} ms{extra} | {r['speedup']:.1f}x |"
+            if 'fast_graph_ms' in r:
+                line += f" {r['fast_graph_ms']:.2f} ms | {r['ref_graph_ms']:.2f} ms | {r['speedup_graph']:.1f}x |"
+            elif graphed:
+                line += f" {r.get('graph_error', 'n/a')} | | |"
+            lines.append(line)
     if report.get('kernels'):
         lines += ['', f"Kernels at {report.get('kernel_shape', '')}, floor = max(bytes / "
                   f"{hbm_bytes_per_s(report['device']) / 1e12:.2f} TB/s, FLOPs / {FP32_FLOPS / 1e12:.0f} TFLOP/s); "
@@ -924,7 +948,8 @@ def main():
             print('[micro] skipped: the micro-benchmarks and the kernel table time the Triton kernels, which run on '
                   'CUDA only')
         elif not args.no_micro:
-            report['micro'] = micro_benchmarks(device, dtype, args.steps, args.warmup, **micro_size)
+            report['micro'] = micro_benchmarks(device, dtype, args.steps, args.warmup, graphs=args.graphs,
+                                               **micro_size)
             report['copy_tbps'] = copy_bandwidth(device)
             ks = dict(dict(N=2, H=200, W=336, C=72), **micro_size)
             report['kernel_shape'] = f"N x H x W = {ks['N']}x{ks['H']}x{ks['W']}, C={ks['C']} (4C={4 * ks['C']}), k=11"

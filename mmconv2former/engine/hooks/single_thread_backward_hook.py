@@ -11,7 +11,8 @@ of 6 runs of 10 steps each, bf16, backbone only): Conv2Former-T COCO-size traini
 iterations in real Runners (2x H200 machine, 2026-11-30) were 0-12% faster with it, never slower, on one GPU and
 under DDP (Mask R-CNN-T and UperNet-T, eager and cuda_graph=True), with 30-100 MB less peak memory. CPU backwards
 already run on the calling thread. With several GPUs in one process (DataParallel, which mmengine does not use) their
-backward work would run one device after the other.
+backward work would run one device after the other. mmengine calls no hook when training raises: the thread then
+keeps the setting (results are the same either way); `torch.autograd.set_multithreading_enabled(True)` restores it.
 """
 import torch
 from mmengine.hooks import Hook
