@@ -26,6 +26,21 @@ def test_benchmark_writes_json_markdown_and_chart(tmp_path):
     assert (tmp_path / 'benchmark.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
+def test_benchmark_compares_the_variant_of_arch(tmp_path):
+    """--arch small: Conv2Former-S against ConvNeXt-S and Swin-S, named so in the report."""
+    cmd = [sys.executable, str(ROOT / 'tools/analysis_tools/benchmark_backbone.py'), '--device', 'cpu', '--tiny',
+           '--steps', '1', '--warmup', '1', '--arch', 'small', '--settings', 'in_infer', '--no-micro',
+           '--out', str(tmp_path)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / 'benchmark.json').read_text())
+    assert report['arch'] == 'small'
+    labels = {c['model']: c['label'] for c in report['cases'] if 'error' not in c}
+    assert labels == {'c2f_fast': 'Conv2Former-S fast', 'c2f_ref': 'Conv2Former-S ref',
+                      'convnext_s': 'ConvNeXt-S (timm)', 'swin_s': 'Swin-S (mmdet)'}
+    assert '| fast / ConvNeXt-S |' in (tmp_path / 'benchmark.md').read_text()
+
+
 def test_tile_sweep_ranks_a_setting_by_its_blocks_per_stage(monkeypatch):
     """sweep_dw_tiles' per-setting winner weights each stage by its blocks in Conv2Former-T (3, 3, 12, 3): a tile
     that wins three small stages but loses the 12-block stage loses the setting."""

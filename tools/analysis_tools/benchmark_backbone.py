@@ -1,7 +1,8 @@
 """Side-by-side speed and memory of backbones, in one process, on one GPU.
 
 Columns: Conv2Former-T with the fused Triton fast path, Conv2Former-T on the reference (plain PyTorch) path, timm's
-ConvNeXt-T (`features_only`) and mmdet's Swin-T (when mmdet imports). Settings (bf16 autocast by default):
+ConvNeXt-T (`features_only`) and mmdet's Swin-T (when mmdet imports); `--arch small` or `base` compares the S or B
+variants instead. Settings (bf16 autocast by default):
 
     coco_train   2x3x800x1344  forward + backward       ade_train  4x3x512x512  forward + backward
     coco_infer   1x3x800x1344  inference                in_infer   128x3x224x224 inference
@@ -11,27 +12,26 @@ keep the graphs and the memory pool of the settings before): warm-up steps (Trit
 median of `--steps` steps timed with CUDA events; peak memory is `torch.cuda.max_memory_allocated` with the peak
 reset at the start of the case, less what earlier cases left allocated (model weights and gradients included; for
 `cuda_graph=True` the capture included, and the size of the graphs' memory pool, which stays reserved, is
-reported too). Then micro-benchmarks at the COCO stage-1
-size (2x200x336, C=72, k=11): the fused ConvMod kernel (a) and whole ConvMod, the MLP kernel (b) and the whole block,
-fast vs reference, forward + backward; and each Triton kernel of the block timed alone next to its memory-bandwidth /
-FMA floor.
+reported too). Then micro-benchmarks at the COCO stage-1 size of the T variant (2x200x336, C=72, k=11): the fused
+ConvMod kernel (a) and whole ConvMod, the MLP kernel (b) and the whole block, fast vs reference, forward + backward;
+and each Triton kernel of the block timed alone next to its memory-bandwidth / FMA floor.
 
 Writes `benchmark.json`, `benchmark.md` and `benchmark.png` into `--out`.
 
-`--graphs` adds Conv2Former-T fast and ConvNeXt-T replayed from hand-made CUDA graphs (what the GPU alone needs)
-and the backbone's own `cuda_graph=True` option (forward and backward replayed per input shape), in every setting,
-and times the micro-benchmarks replayed from CUDA graphs too (both paths).
+`--graphs` adds Conv2Former fast and ConvNeXt replayed from hand-made CUDA graphs (what the GPU alone needs) and the
+backbone's own `cuda_graph=True` option (forward and backward replayed per input shape), in every setting, and times
+the micro-benchmarks replayed from CUDA graphs too (both paths).
 
 `--keep-ratio N` instead times N training steps on the batch shapes of mmdet's keep-ratio COCO pipeline (2 images
 of COCO-like sizes resized to fit 1333x800, the batch padded to a multiple of 32; seeded), where every few steps
-bring a shape not seen before: Conv2Former-T fast eager and with `cuda_graph=True` (captures included; `--models`
+bring a shape not seen before: Conv2Former fast eager and with `cuda_graph=True` (captures included; `--models`
 picks others).
 
-`--detector` instead times a Mask R-CNN (FPN) training iteration with Conv2Former-T (fast path, reference path and
-fast with `cuda_graph=True`) vs Swin-T; it needs mmdet with mmcv's compiled ops (RoIAlign, NMS).
+`--detector` instead times a Mask R-CNN (FPN) training iteration with Conv2Former (fast path, reference path and
+fast with `cuda_graph=True`) vs Swin of the same size; it needs mmdet with mmcv's compiled ops (RoIAlign, NMS).
 
-If mmcv is installed without its compiled ops (`mmcv._ext`), the backbone columns still import mmdet's Swin-T by
-registering a stub `mmcv._ext` whose functions raise when called: Swin-T itself uses no compiled op.
+If mmcv is installed without its compiled ops (`mmcv._ext`), the backbone columns still import mmdet's Swin by
+registering a stub `mmcv._ext` whose functions raise when called: Swin itself uses no compiled op.
 """
 import argparse
 import datetime
@@ -59,10 +59,39 @@ SETTINGS = {
     'coco_infer': dict(shape=(1, 3, 800, 1344), train=False, label='COCO inference 1x800x1344'),
     'in_infer': dict(shape=(128, 3, 224, 224), train=False, label='ImageNet inference 128x224x224'),
 }
-MODELS = ['c2f_fast', 'c2f_ref', 'convnext_t', 'swin_t', 'c2f_fast_graph', 'convnext_t_graph', 'c2f_fast_cg']
-MODEL_LABELS = {'c2f_fast': 'Conv2Former-T fast', 'c2f_ref': 'Conv2Former-T ref', 'convnext_t': 'ConvNeXt-T (timm)',
-                'c2f_fast_graph': 'Conv2Former-T fast, CUDA graph', 'convnext_t_graph': 'ConvNeXt-T, CUDA graph',
-                'swin_t': 'Swin-T (mmdet)', 'c2f_fast_cg': 'Conv2Former-T fast, cuda_graph=True'}
+# The variant compared (`--arch`): Conv2Former's, against timm's ConvNeXt and mmdet's Swin of the same size. Model
+# names: c2f_fast (fused path), c2f_ref (PyTorch path), c2f_fast_cg (cuda_graph=True) are Conv2Former of `--arch`;
+# convnext_<l> and swin_<l> name their size by its letter (t, s, b); `_graph`: replayed from hand-made CUDA graphs.
+ARCH = 'tiny'
+LETTERS = {'tiny': 't', 'small': 's', 'base': 'b'}
+CONVNEXT = {'t': 'convnext_tiny', 's': 'convnext_small', 'b': 'convnext_base'}  # timm names
+SWIN = {'t': dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),  # mmdet's Swin-T/S/B
+        's': dict(embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24]),
+        'b': dict(embed_dims=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32])}
+C2F_LABELS = {'c2f_fast': 'fast', 'c2f_ref': 'ref', 'c2f_fast_graph': 'fast, CUDA graph',
+              'c2f_fast_cg': 'fast, cuda_graph=True'}
+
+
+def models(arch=None):
+    """All model names of a comparison at `arch` (default: `--arch`), in the report's column order."""
+    l = LETTERS[arch or ARCH]  # noqa: E741
+    return ['c2f_fast', 'c2f_ref', f'convnext_{l}', f'swin_{l}', 'c2f_fast_graph', f'convnext_{l}_graph',
+            'c2f_fast_cg']
+
+
+def model_label(name: str) -> str:
+    if name in C2F_LABELS:
+        return f'Conv2Former-{LETTERS[ARCH].upper()} {C2F_LABELS[name]}'
+    family, letter = name.split('_')[:2]
+    if family == 'convnext':
+        return f'ConvNeXt-{letter.upper()}' + (', CUDA graph' if name.endswith('_graph') else ' (timm)')
+    return f'Swin-{letter.upper()} (mmdet)'
+
+
+def swin_args(letter: str, **extra) -> dict:
+    """mmdet SwinTransformer arguments of Swin-T/S/B (ImageNet-1k, window 7, all four stage outputs)."""
+    return dict(SWIN[letter], window_size=7, mlp_ratio=4, qkv_bias=True, patch_norm=True, out_indices=(0, 1, 2, 3),
+                convert_weights=False, **extra)
 # datasheet numbers for the floors (the copy bandwidth is also measured and reported): HBM bandwidth by device
 # name (H100 SXM 3.35 TB/s, H200 4.8 TB/s; others: the H100's), fp32 FMA rate (the same 132 SMs in both)
 HBM_BYTES_PER_S = {'H200': 4.8e12, 'H100': 3.35e12}
@@ -109,20 +138,19 @@ def build_model(name, device):
     name = name[:-len('_graph')] if name.endswith('_graph') else name
     if name in ('c2f_fast', 'c2f_ref', 'c2f_fast_cg'):
         from mmconv2former.models.backbones.conv2former import Conv2Former
-        return Conv2Former(arch='tiny', fast_path=(name != 'c2f_ref'),
-                           cuda_graph=(name == 'c2f_fast_cg')).to(device)
-    if name == 'convnext_t':
+        return Conv2Former(arch=ARCH, fast_path=(name != 'c2f_ref'), cuda_graph=(name == 'c2f_fast_cg')).to(device)
+    family, _, letter = name.partition('_')
+    if family == 'convnext' and letter in CONVNEXT:
         import timm
-        return timm.create_model('convnext_tiny', pretrained=False, features_only=True).to(device)
-    if name == 'swin_t':
+        return timm.create_model(CONVNEXT[letter], pretrained=False, features_only=True).to(device)
+    if family == 'swin' and letter in SWIN:
         stubbed = _stub_mmcv_ext()
         from mmdet.models.backbones import SwinTransformer
-        model = SwinTransformer(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
-                                mlp_ratio=4, qkv_bias=True, drop_path_rate=0.0, patch_norm=True,
-                                out_indices=(0, 1, 2, 3), with_cp=False, convert_weights=False)
+        model = SwinTransformer(**swin_args(letter, drop_path_rate=0.0, with_cp=False))
         model.mmcv_ext_stubbed = stubbed
         return model.to(device)
-    raise KeyError(name)
+    raise KeyError(f'unknown model {name!r}: one of c2f_fast, c2f_ref, c2f_fast_cg, convnext_<t|s|b>, '
+                   'swin_<t|s|b> (optionally + _graph)')
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -497,7 +525,7 @@ def copy_bandwidth(device):
 
 
 def profile_fast_step(device, dtype, out_dir, top=25):
-    """Kernel-level profile of one Conv2Former-T fast-path COCO training step (CUDA time per kernel name)."""
+    """Kernel-level profile of one fast-path COCO training step of Conv2Former (`--arch`; CUDA time per kernel)."""
     from torch.profiler import ProfilerActivity, profile
     model = build_model('c2f_fast', device).train()
     x = torch.randn(SETTINGS['coco_train']['shape'], device=device)
@@ -595,7 +623,7 @@ def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
                 memory.append(dict(step=i + 1, shapes=seen, reserved_gib=torch.cuda.memory_reserved(device) / GIB,
                                    allocated_gib=torch.cuda.memory_allocated(device) / GIB,
                                    graph_pool_gib=graphs.pool_size / GIB if graphs else None))
-                print(f"[keep-ratio] {MODEL_LABELS[name]}: step {i + 1}, {seen} shapes, reserved "
+                print(f"[keep-ratio] {model_label(name)}: step {i + 1}, {seen} shapes, reserved "
                       f"{memory[-1]['reserved_gib']:.2f} GiB, allocated {memory[-1]['allocated_gib']:.2f} GiB"
                       + (f", graph pool {graphs.pool_size / GIB:.2f} GiB ({graphs.pools} made)" if graphs else ''),
                       flush=True)
@@ -604,7 +632,7 @@ def keep_ratio_benchmark(device, dtype, steps, warmup, names, tiny=False):
                                           device, record_memory)
         graphs = getattr(model, '_graphs', None)
         again = [t for t, r in zip(times, repeat) if r]
-        res = dict(model=name, label=MODEL_LABELS[name], steps=len(shapes), shapes=len(set(shapes)),
+        res = dict(model=name, label=model_label(name), steps=len(shapes), shapes=len(set(shapes)),
                    mean_ms=statistics.mean(times), median_ms=statistics.median(times),
                    repeat_median_ms=statistics.median(again) if again else float('nan'),
                    new_median_ms=statistics.median([t for t, r in zip(times, repeat) if not r]),
@@ -649,21 +677,22 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2,
     register_all_modules()
     base = Config.fromfile(osp.join(REPO, 'configs/_base_/models/mask-rcnn_conv2former_fpn.py'))
     shapes = keep_ratio_shapes(keep_ratio, batch, tiny=tiny) if keep_ratio else [(batch, 3) + tuple(image)]
-    names = ('c2f_fast', 'c2f_fast_cg') if keep_ratio else ('c2f_fast', 'c2f_ref', 'swin_t', 'c2f_fast_cg')
+    from mmconv2former.models.backbones.conv2former import ARCH_SETTINGS
+    letter = LETTERS[ARCH]
+    swin = f'swin_{letter}'
+    names = ('c2f_fast', 'c2f_fast_cg') if keep_ratio else ('c2f_fast', 'c2f_ref', swin, 'c2f_fast_cg')
     results = []
     for name in names:
         cfg = base.model.copy()
         cfg['backbone'] = dict(cfg['backbone'])
         cfg['backbone'].update(norm_cfg=dict(type='BN', requires_grad=True))
-        if name == 'swin_t':
-            cfg['backbone'] = dict(type='mmdet.SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
-                                   num_heads=[3, 6, 12, 24], window_size=7, mlp_ratio=4, qkv_bias=True,
-                                   drop_path_rate=0.2, patch_norm=True, out_indices=(0, 1, 2, 3),
-                                   convert_weights=False)
-            cfg['neck'] = dict(cfg['neck'], in_channels=[96, 192, 384, 768])
+        if name == swin:
+            cfg['backbone'] = dict(type='mmdet.SwinTransformer', **swin_args(letter, drop_path_rate=0.2))
+            cfg['neck'] = dict(cfg['neck'], in_channels=[SWIN[letter]['embed_dims'] * 2 ** i for i in range(4)])
         else:
-            cfg['backbone'].update(fast_path=(name != 'c2f_ref'), cuda_graph=(name == 'c2f_fast_cg'),
+            cfg['backbone'].update(arch=ARCH, fast_path=(name != 'c2f_ref'), cuda_graph=(name == 'c2f_fast_cg'),
                                    drop_path_rate=0.2)
+            cfg['neck'] = dict(cfg['neck'], in_channels=list(ARCH_SETTINGS[ARCH]['dims']))
         cfg.setdefault('_scope_', 'mmdet')
         model = ROOT_MODELS.build(cfg).to(device).train()
         data = {}
@@ -687,9 +716,9 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2,
         else:
             med, _ = time_fn(_detector_step(model, opt, data[shapes[0]], device, dtype), device, steps, warmup)
         peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == 'cuda' else 0.0
-        results.append(dict(model=name, label=MODEL_LABELS[name], ms=med, peak_gib=peak, steps=len(shapes),
+        results.append(dict(model=name, label=model_label(name), ms=med, peak_gib=peak, steps=len(shapes),
                             shapes=len(set(shapes))))
-        print(f'[detector] {MODEL_LABELS[name]:22s} {med:8.1f} ms  {peak:6.2f} GiB', flush=True)
+        print(f'[detector] {model_label(name):22s} {med:8.1f} ms  {peak:6.2f} GiB', flush=True)
         del model, opt, data
         _free_memory(device)
     return results
@@ -710,39 +739,48 @@ def markdown(report):
              f"triton {report['triton']} · {report['date']} · {timing} · backward on "
              f"{BACKWARD_THREAD[report.get('backward_thread', 'engine')]}", '']
     cases = report['cases']
-    models = [m for m in MODELS if any(c['model'] == m for c in cases)]
+    names = _in_order(cases)
     if cases:
-        lines += _backbone_table(cases, models)
+        lines += _backbone_table(cases, names)
     if report.get('swin_note'):
-        lines += ['', f"Swin-T: {report['swin_note']}"]
+        lines += ['', f"Swin: {report['swin_note']}"]
     return _markdown_rest(report, lines)
 
 
-def _backbone_table(cases, models):
+def _in_order(cases):
+    """The model names of `cases`: those of a standard comparison in its column order, then any others."""
+    names = list(dict.fromkeys(c['model'] for c in cases))
+    order = models()
+    return sorted(names, key=lambda m: order.index(m) if m in order else len(order))
+
+
+def _backbone_table(cases, names):
+    letter = LETTERS[ARCH]
+    convnext = model_label(f'convnext_{letter}').split(' (')[0]
     lines = []
-    lines.append('| setting | ' + ' | '.join(MODEL_LABELS[m] for m in models) + ' | fast / ConvNeXt-T |')
-    lines.append('|---' * (len(models) + 2) + '|')
+    lines.append('| setting | ' + ' | '.join(model_label(m) for m in names) + f' | fast / {convnext} |')
+    lines.append('|---' * (len(names) + 2) + '|')
     for s in SETTINGS:
         row, by = [], {c['model']: c for c in cases if c['setting'] == s}
         if not by:
             continue
-        for m in models:
+        for m in names:
             c = by.get(m)
             if c is None or 'error' in c:
                 row.append('n/a')
             else:
                 row.append(f"{c['ms']:.1f} ms · {c['peak_gib']:.2f} GiB")
-        f, r = by.get('c2f_fast'), by.get('convnext_t')
+        f, r = by.get('c2f_fast'), by.get(f'convnext_{letter}')
         if f and r and 'error' not in f and 'error' not in r:
             ratio = f"{f['ms'] / r['ms']:.2f}x time · {f['peak_gib'] / max(r['peak_gib'], 1e-9):.2f}x mem"
         else:
             ratio = 'n/a'
-        fg, rg = by.get('c2f_fast_graph'), by.get('convnext_t_graph')
+        fg, rg = by.get('c2f_fast_graph'), by.get(f'convnext_{letter}_graph')
         if fg and rg and 'error' not in fg and 'error' not in rg:
             ratio += f" (CUDA graphs: {fg['ms'] / rg['ms']:.2f}x)"
         cg = by.get('c2f_fast_cg')
         if cg and r and 'error' not in cg and 'error' not in r:
-            ratio += f"; cuda_graph=True vs eager ConvNeXt-T: {cg['ms'] / r['ms']:.2f}x"
+            ratio += f"; cuda_graph=True vs eager {convnext}: {cg['ms'] / r['ms']:.2f}x"
         lines.append(f"| {SETTINGS[s]['label']} | " + ' | '.join(row) + f' | {ratio} |')
     pools = [c for c in cases if 'graph_pool_gib' in c]
     if pools:
@@ -754,7 +792,7 @@ def _backbone_table(cases, models):
     if errors:
         lines.append('')
         for c in errors:
-            lines.append(f"- {MODEL_LABELS[c['model']]} / {c['setting']}: not run ({c['error']})")
+            lines.append(f"- {model_label(c['model'])} / {c['setting']}: not run ({c['error']})")
     return lines
 
 
@@ -821,17 +859,17 @@ def chart(report, path):
     import matplotlib.pyplot as plt
     cases = [c for c in report['cases'] if 'error' not in c]
     settings = [s for s in SETTINGS if any(c['setting'] == s for c in cases)]
-    models = [m for m in MODELS if any(c['model'] == m for c in cases)]
+    names = _in_order(cases)
     fig, axes = plt.subplots(1, 2, figsize=(14, 5))
-    width = 0.8 / max(1, len(models))
+    width = 0.8 / max(1, len(names))
     for ax, key, ylabel in ((axes[0], 'ms', 'time per step (ms, median)'), (axes[1], 'peak_gib', 'peak memory (GiB)')):
-        for i, m in enumerate(models):
+        for i, m in enumerate(names):
             vals = []
             for s in settings:
                 c = next((c for c in cases if c['model'] == m and c['setting'] == s), None)
                 vals.append(c[key] if c else 0.0)
-            xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(settings))]
-            bars = ax.bar(xs, vals, width, label=MODEL_LABELS[m])
+            xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(settings))]
+            bars = ax.bar(xs, vals, width, label=model_label(m))
             for b, v in zip(bars, vals):
                 if v:
                     ax.annotate(f'{v:.1f}' if key == 'ms' else f'{v:.2f}', (b.get_x() + b.get_width() / 2, v),
@@ -861,7 +899,7 @@ def run_models(names, args, report, device, dtype):
                 report['cases'].append(dict(model=name, setting=s, error=msg))
                 continue
             if getattr(model, 'mmcv_ext_stubbed', False):
-                report['swin_note'] = 'mmcv without compiled ops: stub mmcv._ext (Swin-T uses none)'
+                report['swin_note'] = 'mmcv without compiled ops: stub mmcv._ext (Swin uses none)'
             try:
                 res = run_case(model, s, device, dtype, args.steps, args.warmup, graphed=name.endswith('_graph'),
                                leftover=leftover)
@@ -871,7 +909,7 @@ def run_models(names, args, report, device, dtype):
                 res = dict(error=f'{type(exc).__name__}: {exc}'.splitlines()[0][:200])
                 if device.type == 'cuda':
                     torch.cuda.empty_cache()
-            res.update(model=name, setting=s, label=MODEL_LABELS[name])
+            res.update(model=name, setting=s, label=model_label(name))
             report['cases'].append(res)
             if 'error' in res:
                 print(f"[{name:10s}] {s:10s} error: {res['error']}", flush=True)
@@ -884,8 +922,10 @@ def run_models(names, args, report, device, dtype):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default='work_dirs/benchmark', help='output folder')
-    parser.add_argument('--models', default=None, help=f'default: {",".join(MODELS[:4])}; with --keep-ratio '
-                        'c2f_fast,c2f_fast_cg')
+    parser.add_argument('--arch', default='tiny', choices=list(LETTERS),
+                        help="Conv2Former's variant, compared with ConvNeXt and Swin of the same size")
+    parser.add_argument('--models', default=None, help='default: c2f_fast,c2f_ref,convnext_<l>,swin_<l> (l: the '
+                        'letter of --arch: t, s or b); with --keep-ratio c2f_fast,c2f_fast_cg')
     parser.add_argument('--settings', default=','.join(SETTINGS))
     parser.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'])
     parser.add_argument('--steps', type=int, default=20)
@@ -893,7 +933,7 @@ def main():
     parser.add_argument('--no-micro', action='store_true', help='skip the micro-benchmarks and the kernel table')
     parser.add_argument('--profile', action='store_true', help='also write a kernel profile of the fast path')
     parser.add_argument('--graphs', action='store_true',
-                        help='add Conv2Former-T fast and ConvNeXt-T replayed from CUDA graphs (GPU time, no host), '
+                        help='add Conv2Former fast and ConvNeXt replayed from CUDA graphs (GPU time, no host), '
                              "and the backbone's own cuda_graph=True option")
     parser.add_argument('--launch-overhead', action='store_true', help='host time of one kernel launch')
     parser.add_argument('--detector', action='store_true',
@@ -906,6 +946,8 @@ def main():
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--tiny', action='store_true', help='smoke test: tiny inputs (e.g. on CPU)')
     args = parser.parse_args()
+    global ARCH
+    ARCH = args.arch
 
     device = torch.device(args.device)
     dtype = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=torch.float32)[args.dtype]
@@ -916,7 +958,7 @@ def main():
     except Exception:
         triton_version = 'n/a'
     report = dict(device=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
-                  dtype=args.dtype, torch=torch.__version__, triton=triton_version,
+                  arch=args.arch, dtype=args.dtype, torch=torch.__version__, triton=triton_version,
                   date=datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), steps=args.steps, warmup=args.warmup,
                   cases=[], backward_thread='calling' if args.single_thread_backward else 'engine')
     torch.autograd.set_multithreading_enabled(not args.single_thread_backward)
@@ -931,7 +973,10 @@ def main():
             cfg['label'] = cfg['label'].replace(old, 'x'.join(map(str, cfg['shape'][:1] + cfg['shape'][2:])))
         micro_size = dict(N=1, H=9, W=13, C=16)
     if args.detector:
-        if dtype == torch.bfloat16:  # mmcv 2.1's RoIAlign has no bf16 CUDA kernel; mmdet's AMP is fp16 anyway
+        if device.type != 'cuda' and dtype != torch.float32:  # mmcv's CPU RoIAlign takes fp32 only
+            dtype, report['dtype'] = torch.float32, 'fp32'
+            print('[detector] fp32 (mmcv RoIAlign on the CPU has no half-precision kernel)')
+        elif dtype == torch.bfloat16:  # mmcv 2.1's RoIAlign has no bf16 CUDA kernel; mmdet's AMP is fp16 anyway
             dtype, report['dtype'] = torch.float16, 'fp16'
             print('[detector] fp16 autocast (mmcv RoIAlign has no bf16 kernel; mmdet AmpOptimWrapper uses fp16)')
         report['detector'] = detector_benchmark(device, dtype, args.steps, args.warmup,
@@ -943,7 +988,7 @@ def main():
         report['keep_ratio'] = keep_ratio_benchmark(device, dtype, args.keep_ratio, args.warmup, names, args.tiny)
         suffix = '_keep_ratio'
     else:
-        run_models((args.models or ','.join(MODELS[:4])).split(','), args, report, device, dtype)
+        run_models(args.models.split(',') if args.models else models()[:4], args, report, device, dtype)
         if not args.no_micro and device.type != 'cuda':
             print('[micro] skipped: the micro-benchmarks and the kernel table time the Triton kernels, which run on '
                   'CUDA only')
@@ -960,7 +1005,7 @@ def main():
         if args.profile and device.type == 'cuda':
             print(profile_fast_step(device, dtype, args.out), flush=True)
         if args.graphs:  # last: a failed capture can leave the device unusable for what follows
-            run_models(['c2f_fast_graph', 'convnext_t_graph', 'c2f_fast_cg'], args, report, device, dtype)
+            run_models([m for m in models() if m.endswith(('_graph', '_cg'))], args, report, device, dtype)
     with open(osp.join(args.out, f'benchmark{suffix}.json'), 'w') as f:
         json.dump(report, f, indent=1)
     md = markdown(report)
