@@ -41,6 +41,15 @@ def test_benchmark_compares_the_variant_of_arch(tmp_path):
     assert '| fast / ConvNeXt-S |' in (tmp_path / 'benchmark.md').read_text()
 
 
+def test_benchmark_names_an_unknown_model_before_running(tmp_path):
+    cmd = [sys.executable, str(ROOT / 'tools/analysis_tools/benchmark_backbone.py'), '--device', 'cpu',
+           '--models', 'c2f_fast,convnext_x', '--out', str(tmp_path)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert "--models: unknown model 'convnext_x': one of c2f_fast, c2f_ref, c2f_fast_cg" in result.stderr
+    assert not (tmp_path / 'benchmark.json').exists()
+
+
 def test_tile_sweep_ranks_a_setting_by_its_blocks_per_stage(monkeypatch):
     """sweep_dw_tiles' per-setting winner weights each stage by its blocks in Conv2Former-T (3, 3, 12, 3): a tile
     that wins three small stages but loses the 12-block stage loses the setting."""

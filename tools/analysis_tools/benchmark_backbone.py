@@ -80,12 +80,16 @@ def models(arch=None):
 
 
 def model_label(name: str) -> str:
+    """The report's name of a model (the model name itself when it is not one of ours)."""
     if name in C2F_LABELS:
         return f'Conv2Former-{LETTERS[ARCH].upper()} {C2F_LABELS[name]}'
-    family, letter = name.split('_')[:2]
-    if family == 'convnext':
+    family, _, rest = name.partition('_')
+    letter = rest[:1]
+    if family == 'convnext' and letter in CONVNEXT:
         return f'ConvNeXt-{letter.upper()}' + (', CUDA graph' if name.endswith('_graph') else ' (timm)')
-    return f'Swin-{letter.upper()} (mmdet)'
+    if family == 'swin' and letter in SWIN:
+        return f'Swin-{letter.upper()} (mmdet)'
+    return name
 
 
 def swin_args(letter: str, **extra) -> dict:
@@ -134,6 +138,17 @@ def _stub_mmcv_ext():
     return True
 
 
+_UNKNOWN_MODEL = ("unknown model {!r}: one of c2f_fast, c2f_ref, c2f_fast_cg, convnext_<t|s|b>, swin_<t|s|b> "
+                  "(optionally + _graph: replayed from a CUDA graph)")
+
+
+def known_model(name: str) -> bool:
+    base = name[:-len('_graph')] if name.endswith('_graph') else name
+    family, _, letter = base.partition('_')
+    return (base in C2F_LABELS or (family == 'convnext' and letter in CONVNEXT)
+            or (family == 'swin' and letter in SWIN))
+
+
 def build_model(name, device):
     name = name[:-len('_graph')] if name.endswith('_graph') else name
     if name in ('c2f_fast', 'c2f_ref', 'c2f_fast_cg'):
@@ -149,8 +164,7 @@ def build_model(name, device):
         model = SwinTransformer(**swin_args(letter, drop_path_rate=0.0, with_cp=False))
         model.mmcv_ext_stubbed = stubbed
         return model.to(device)
-    raise KeyError(f'unknown model {name!r}: one of c2f_fast, c2f_ref, c2f_fast_cg, convnext_<t|s|b>, '
-                   'swin_<t|s|b> (optionally + _graph)')
+    raise KeyError(_UNKNOWN_MODEL.format(name))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -948,6 +962,9 @@ def main():
     args = parser.parse_args()
     global ARCH
     ARCH = args.arch
+    for name in (args.models.split(',') if args.models else []):
+        if not known_model(name):
+            parser.error('--models: ' + _UNKNOWN_MODEL.format(name))
 
     device = torch.device(args.device)
     dtype = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=torch.float32)[args.dtype]
