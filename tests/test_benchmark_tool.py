@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,12 +43,15 @@ def test_benchmark_compares_the_variant_of_arch(tmp_path):
     assert '| fast / ConvNeXt-S |' in (tmp_path / 'benchmark.md').read_text()
 
 
-def test_benchmark_names_an_unknown_model_before_running(tmp_path):
+@pytest.mark.parametrize('option, value, message', [
+    ('--models', 'c2f_fast,convnext_x', "--models: unknown model 'convnext_x': one of c2f_fast, c2f_ref, c2f_fast_cg"),
+    ('--settings', 'ade_train,coco', "--settings: unknown setting 'coco': one of coco_train, ade_train, coco_infer"),
+])
+def test_benchmark_names_an_unknown_model_or_setting_before_running(tmp_path, option, value, message):
     cmd = [sys.executable, str(ROOT / 'tools/analysis_tools/benchmark_backbone.py'), '--device', 'cpu',
-           '--models', 'c2f_fast,convnext_x', '--out', str(tmp_path)]
+           option, value, '--out', str(tmp_path)]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 2
-    assert "--models: unknown model 'convnext_x': one of c2f_fast, c2f_ref, c2f_fast_cg" in result.stderr
+    assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / 'benchmark.json').exists()
 
 

@@ -965,6 +965,9 @@ def main():
     for name in (args.models.split(',') if args.models else []):
         if not known_model(name):
             parser.error('--models: ' + _UNKNOWN_MODEL.format(name))
+    for setting in args.settings.split(','):
+        if setting not in SETTINGS:
+            parser.error(f"--settings: unknown setting {setting!r}: one of {', '.join(SETTINGS)}")
 
     device = torch.device(args.device)
     dtype = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=torch.float32)[args.dtype]
