@@ -70,3 +70,10 @@ def test_tile_sweep_ranks_a_setting_by_its_blocks_per_stage(monkeypatch):
     rows = {r['stage']: r for r in sweep.summarize(res, ['conv_rows'])}
     assert rows['coco1 s']['best'] == '4x16x4x64' and rows['coco3 s']['best'] == '2x8x2x64'
     assert rows['all coco']['best'] == '2x8x2x64' and rows['all coco']['ms'] == 21  # the other: 0.9 * 9 + 1.1 * 12
+
+
+def test_tile_sweep_names_an_unknown_entry_before_running():
+    result = subprocess.run([sys.executable, str(ROOT / 'tools/analysis_tools/sweep_dw_tiles.py'), '--entries',
+                             'conv_row'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert "--entries: unknown V3_TILES entry 'conv_row': one of conv_large, wgrad_large, conv_small" in result.stderr

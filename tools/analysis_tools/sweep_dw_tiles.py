@@ -179,6 +179,9 @@ def main():
     args = ap.parse_args()
     t0 = time.time()
     entries = args.entries.split(',')
+    for e in entries:
+        if e not in CANDIDATES:
+            ap.error(f"--entries: unknown V3_TILES entry {e!r}: one of {', '.join(CANDIDATES)}")
     n_modes = {e: sum(v == e for v in KERNELS.values()) for e in entries}
     n_comp = sum(len(CANDIDATES[e]) * n_modes[e] for e in entries)
     est = n_comp * SEC_PER_COMPILE / max(args.jobs, 1) + (20 if args.jobs else 0)  # + the workers' start
