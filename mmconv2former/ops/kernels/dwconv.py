@@ -629,7 +629,6 @@ def rows_forward(K: int) -> bool:
     return K == 3 and _impl(K) == 'v3'
 
 
-
 def _split_tiles(n_tiles: int, per_split: int, sms: int):
     """(splits, tiles per program) of a weight-gradient launch: the image tiles spread over enough programs for about
     4 per SM, `per_split` programs (kernel columns x channel blocks) per split, no split left empty."""
