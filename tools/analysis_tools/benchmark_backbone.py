@@ -35,6 +35,7 @@ registering a stub `mmcv._ext` whose functions raise when called: Swin itself us
 """
 import argparse
 import datetime
+import functools
 import gc
 import json
 import os
@@ -255,27 +256,20 @@ def run_case(model, setting, device, dtype, steps, warmup, graphed=False, leftov
     base = torch.cuda.memory_allocated(device) - leftover if device.type == 'cuda' else 0
     x = torch.randn(shape, device=device)
     use_amp = dtype != torch.float32
+    clear = functools.partial(_clear_grads, model) if cfg['train'] else None
     if graphed:
         step = _graphed_step(model, x, dtype, cfg['train'])
-
-        def clear():
-            for p in model.parameters():
-                p.grad = None
-        med, times = time_fn(step, device, steps, warmup, before=clear if cfg['train'] else None)
-        clear()
+        med, times = time_fn(step, device, steps, warmup, before=clear)
+        _clear_grads(model)
     elif cfg['train']:
         model.train()
-
-        def clear():
-            for p in model.parameters():
-                p.grad = None
 
         def step():
             with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
                 loss = _loss(model(x))
             loss.backward()
         med, times = time_fn(step, device, steps, warmup, before=clear)
-        clear()
+        _clear_grads(model)
     else:
         model.eval()
 
@@ -607,9 +601,13 @@ def _free_memory(device):
         torch.cuda.empty_cache()
 
 
-def _train_step(model, shape, device, dtype):
+def _clear_grads(model):
     for p in model.parameters():
         p.grad = None
+
+
+def _train_step(model, shape, device, dtype):
+    _clear_grads(model)
     x = torch.randn(shape, device=device)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
         loss = _loss(model(x))
