@@ -10,11 +10,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _tool(name, *args):
+    """Runs tools/analysis_tools/<name>.py with `args` in a process of its own."""
+    return subprocess.run([sys.executable, str(ROOT / 'tools/analysis_tools' / f'{name}.py'), *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
 def test_benchmark_writes_json_markdown_and_chart(tmp_path):
-    cmd = [sys.executable, str(ROOT / 'tools/analysis_tools/benchmark_backbone.py'), '--device', 'cpu', '--tiny',
-           '--steps', '1', '--warmup', '1', '--models', 'c2f_fast,c2f_ref', '--settings', 'ade_train,in_infer',
-           '--single-thread-backward', '--out', str(tmp_path)]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = _tool('benchmark_backbone', '--device', 'cpu', '--tiny', '--steps', 1, '--warmup', 1,
+                   '--models', 'c2f_fast,c2f_ref', '--settings', 'ade_train,in_infer', '--single-thread-backward',
+                   '--out', tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'micro-benchmarks and the kernel table time the Triton kernels' in result.stdout  # skipped on CPU
     report = json.loads((tmp_path / 'benchmark.json').read_text())
@@ -30,10 +35,8 @@ def test_benchmark_writes_json_markdown_and_chart(tmp_path):
 
 def test_benchmark_compares_the_variant_of_arch(tmp_path):
     """--arch small: Conv2Former-S against ConvNeXt-S and Swin-S, named so in the report."""
-    cmd = [sys.executable, str(ROOT / 'tools/analysis_tools/benchmark_backbone.py'), '--device', 'cpu', '--tiny',
-           '--steps', '1', '--warmup', '1', '--arch', 'small', '--settings', 'in_infer', '--no-micro',
-           '--out', str(tmp_path)]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = _tool('benchmark_backbone', '--device', 'cpu', '--tiny', '--steps', 1, '--warmup', 1, '--arch', 'small',
+                   '--settings', 'in_infer', '--no-micro', '--out', tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / 'benchmark.json').read_text())
     assert report['arch'] == 'small'
@@ -48,9 +51,7 @@ def test_benchmark_compares_the_variant_of_arch(tmp_path):
     ('--settings', 'ade_train,coco', "--settings: unknown setting 'coco': one of coco_train, ade_train, coco_infer"),
 ])
 def test_benchmark_names_an_unknown_model_or_setting_before_running(tmp_path, option, value, message):
-    cmd = [sys.executable, str(ROOT / 'tools/analysis_tools/benchmark_backbone.py'), '--device', 'cpu',
-           option, value, '--out', str(tmp_path)]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = _tool('benchmark_backbone', '--device', 'cpu', option, value, '--out', tmp_path)
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / 'benchmark.json').exists()
 
@@ -73,7 +74,6 @@ def test_tile_sweep_ranks_a_setting_by_its_blocks_per_stage(monkeypatch):
 
 
 def test_tile_sweep_names_an_unknown_entry_before_running():
-    result = subprocess.run([sys.executable, str(ROOT / 'tools/analysis_tools/sweep_dw_tiles.py'), '--entries',
-                             'conv_row'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = _tool('sweep_dw_tiles', '--entries', 'conv_row')
     assert result.returncode == 2
     assert "--entries: unknown V3_TILES entry 'conv_row': one of conv_large, wgrad_large, conv_small" in result.stderr
