@@ -107,8 +107,10 @@ def test_dw_tiles_setting():
     """MMCONV2FORMER_DW_TILES (the depthwise kernels' tile override) takes valid entries and names itself and the
     allowed form when an entry is bad."""
     from mmconv2former.ops.kernels import dwconv
-    tiles = dwconv._parse_tiles('conv_large=8x64x2x0, wgrad_small=16x32x1x1, conv_rows=4x16x4x32', dwconv.V3_TILES)
+    tiles = dwconv._parse_tiles('conv_large=8x64x2x0, wgrad_small=16x32x1x1, conv_rows=4x16x4x32, dgrad_large=2x32x1x0',
+                                dwconv.V3_TILES)
     assert tiles['conv_large'] == (8, 64, 2, 0) and tiles['wgrad_small'] == (16, 32, 1, 1)
+    assert tiles['dgrad_large'] == (2, 32, 1, 0)  # the input gradient (transposed conv) has its own entries
     assert tiles['conv_rows'] == (4, 16, 4, 32)  # the row-major MLP forward: its last number is channels
     assert tiles['conv_small'] == dwconv.V3_TILES['conv_small']
     for bad in ('conv_large=8x48x1x0', 'conv_large=8x32x2x0', 'conv_huge=8x32x1x0', 'conv_large=8x32x1', 'x',

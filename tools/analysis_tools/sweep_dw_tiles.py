@@ -48,13 +48,17 @@ _CANDIDATES = {
     'wgrad_small': [(8, 32, 1, 0), (4, 32, 1, 0), (16, 32, 1, 0), (8, 64, 2, 0), (16, 64, 2, 0), (8, 64, 1, 0),
                     (12, 64, 1, 0), (16, 64, 1, 0),
                     (4, 32, 1, 1), (8, 32, 1, 1), (12, 32, 1, 1), (8, 64, 2, 1), (16, 64, 2, 1), (4, 64, 1, 1)],
+    'dgrad_large': [(2, 32, 1, 0), (3, 32, 1, 0), (4, 32, 1, 0), (6, 32, 1, 0), (8, 32, 1, 0), (2, 64, 2, 0),
+                    (3, 64, 2, 0), (4, 64, 2, 0), (2, 64, 1, 0), (4, 128, 4, 0)],
+    'dgrad_small': [(8, 32, 1, 0), (4, 32, 1, 0), (12, 32, 1, 0), (16, 32, 1, 0), (8, 64, 2, 0), (4, 64, 2, 0),
+                    (8, 64, 1, 0), (4, 32, 1, 1), (8, 32, 1, 1), (8, 64, 2, 1)],
     'conv_rows': [(4, 16, 4, 64), (2, 16, 4, 64), (8, 16, 4, 64), (4, 32, 4, 64), (4, 16, 2, 64), (4, 8, 4, 64),
                   (2, 32, 4, 32), (4, 32, 8, 64), (1, 32, 4, 64), (4, 16, 4, 32), (8, 8, 4, 64), (2, 8, 4, 128)],
 }
 CANDIDATES = {e: [DEFAULT[e]] + [c for c in cs if c != DEFAULT[e]] for e, cs in _CANDIDATES.items()}
 # kernel -> its V3_TILES entry
-KERNELS = {'m0': 'conv_large', 'm1': 'conv_large', 'm2': 'conv_large', 'wgrad11': 'wgrad_large',
-           'm3': 'conv_rows', 'm4': 'conv_small', 'm5': 'conv_small', 'wgrad3': 'wgrad_small'}
+KERNELS = {'m0': 'conv_large', 'm1': 'conv_large', 'm2': 'dgrad_large', 'wgrad11': 'wgrad_large',
+           'm3': 'conv_rows', 'm4': 'conv_small', 'm5': 'dgrad_small', 'wgrad3': 'wgrad_small'}
 STAGES = [('coco', i + 1, 2, h, w, c) for i, (h, w, c) in enumerate([(200, 336, 72), (100, 168, 144), (50, 84, 288),
                                                                      (25, 42, 576)])]
 STAGES += [('ade', i + 1, 4, h, w, c) for i, (h, w, c) in enumerate([(128, 128, 72), (64, 64, 144), (32, 32, 288),

@@ -496,8 +496,9 @@ def _conv_tiles(BC: int, H: int, W: int):
     return th, tw
 
 
-_TILES_FORM = ('KIND_CLASS=THxTWxWARPSxUNROLL[,...] with KIND_CLASS one of conv_large, conv_small, wgrad_large, '
-               'wgrad_small (TH >= 1; WARPS 1, 2, 4 or 8; TW a power of 2, at least 32*WARPS; UNROLL 0 or 1), or '
+_TILES_FORM = ('KIND_CLASS=THxTWxWARPSxUNROLL[,...] with KIND_CLASS one of conv_large, conv_small, dgrad_large, '
+               'dgrad_small, wgrad_large, wgrad_small (TH >= 1; WARPS 1, 2, 4 or 8; TW a power of 2, at least '
+               '32*WARPS; UNROLL 0 or 1), or '
                'conv_rows=THxTWxWARPSxCHANNELS (TW a power of 2; CHANNELS a power of 2 from 4 to 256)')
 
 
@@ -525,23 +526,28 @@ def _parse_tiles(spec: str, tiles: dict) -> dict:
     return tiles
 
 
-# v3 tiles per kernel ('conv': `_dwc_kernel`, 'wgrad': `_dwc_wgrad_kernel`) and kernel-size class: (TH output rows
+# v3 tiles per kernel ('conv': `_dwc_kernel`'s forward and recompute modes, 'dgrad': its input-gradient modes (the
+# transposed conv, MODE 2 and 5), 'wgrad': `_dwc_wgrad_kernel`) and kernel-size class: (TH output rows
 # (register accumulators per thread), TW pixels of a row, num_warps, UNROLL: the loop over the kernel columns
 # unrolled (conv) or all of them in one program (wgrad); at k = 11 both spill and take ~1 min to compile). TW is a
 # multiple of 32 * num_warps: a thread holds TW / (32 * num_warps) pixels of BC channels. The defaults won a sweep of
 # the spill-free configs over the COCO and ADE stage sizes of Conv2Former-T on an H200 (docs/performance.md): 4 rows
 # halve the registers of the 11x11 conv (188 -> 94: twice the resident warps), the 3x3 weight gradient gains most
-# from doing all columns in one program. conv_small is the MLP's backward; its forward (`rows_forward`) reads
-# row-major input with the conv_rows tile: (TH output rows, TW pixels of a row, num_warps, most channels per
-# program), which won a 12-config sweep on the ImageNet and COCO stage sizes (docs/performance.md, round 7).
+# from doing all columns in one program. The input gradient's epilogue (GELU'(a): erf and exp) takes more
+# registers than the other modes', hence its own entries; at k = 11 it is fastest with 3 rows (round 9's sweep:
+# 1.15x / 1.34x / 1.12x over 4 rows in the COCO / ADE / ImageNet stage sizes). conv_small is the MLP's backward recompute;
+# its forward (`rows_forward`) reads row-major input with the conv_rows tile: (TH output rows, TW pixels of a row,
+# num_warps, most channels per program), which won a 12-config sweep on the ImageNet and COCO stage sizes
+# (docs/performance.md, round 7).
 # `MMCONV2FORMER_DW_TILES` overrides entries, e.g. `conv_large=8x32x1x0,conv_rows=4x16x4x64`.
 V3_TILES = _parse_tiles(os.environ.get('MMCONV2FORMER_DW_TILES', ''),
-                        dict(conv_large=(4, 32, 1, 0), conv_small=(8, 32, 1, 0), wgrad_large=(12, 64, 2, 0),
-                             wgrad_small=(8, 64, 2, 1), conv_rows=(2, 8, 2, 64)))
+                        dict(conv_large=(4, 32, 1, 0), conv_small=(8, 32, 1, 0), dgrad_large=(3, 32, 1, 0),
+                             dgrad_small=(8, 32, 1, 0), wgrad_large=(12, 64, 2, 0), wgrad_small=(8, 64, 2, 1),
+                             conv_rows=(2, 8, 2, 64)))
 
 
 def _v3_tiles(kind: str, K: int):
-    """(TH, TW, num_warps, UNROLL) of the v3 `kind` ('conv' or 'wgrad') kernel for kernel size K."""
+    """(TH, TW, num_warps, UNROLL) of the v3 `kind` ('conv', 'dgrad' or 'wgrad') kernel for kernel size K."""
     return V3_TILES[f'{kind}_{"large" if K > 3 else "small"}']
 
 
@@ -614,7 +620,7 @@ def _launch_conv(mode, inp, wt, bias, shape, C, K, x1=None, x2=None, o1=None, o2
         th, tw, warps, bc = V3_TILES['conv_rows']
         unroll, BC = 0, _pow2_divisor(C, bc)
     else:
-        th, tw, warps, unroll = _v3_tiles('conv', K)
+        th, tw, warps, unroll = _v3_tiles('dgrad' if mode in (MODE_A_DGRAD, MODE_B_DGRAD) else 'conv', K)
     tiles_w, tiles_h, n_cb = cdiv(W, tw), cdiv(H, th), C // BC
     vec = _vec(x1.stride(0), x2.stride(0), o1.stride(0), o2.stride(0), BC)
     _dwc[(N * tiles_h * tiles_w * n_cb,)](inp, wt, bias, x1, x1.stride(0), x2, x2.stride(0), o1, o1.stride(0),
@@ -629,10 +635,17 @@ def rows_forward(K: int) -> bool:
     return K == 3 and _impl(K) == 'v3'
 
 
+# programs per SM a weight-gradient launch aims at (their tiles' partial sums meet in fp32 atomics). The kernels hold
+# 128-146 registers, so 4 per SM left them at about 11% occupancy (Nsight Compute, round 9); 12 won a sweep of 2-32
+# over the stage sizes (both kernels, blocks-weighted: COCO -8%, ADE +1%, ImageNet -12%; more starves small maps).
+WGRAD_PROGRAMS_PER_SM = 12
+
+
 def _split_tiles(n_tiles: int, per_split: int, sms: int):
     """(splits, tiles per program) of a weight-gradient launch: the image tiles spread over enough programs for about
-    4 per SM, `per_split` programs (kernel columns x channel blocks) per split, no split left empty."""
-    splits = max(1, min(n_tiles, cdiv(4 * sms, per_split)))
+    `WGRAD_PROGRAMS_PER_SM` per SM, `per_split` programs (kernel columns x channel blocks) per split, no split left
+    empty."""
+    splits = max(1, min(n_tiles, cdiv(WGRAD_PROGRAMS_PER_SM * sms, per_split)))
     tiles_per_prog = cdiv(n_tiles, splits)
     return cdiv(n_tiles, tiles_per_prog), tiles_per_prog
 
