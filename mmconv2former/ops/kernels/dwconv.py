@@ -250,24 +250,27 @@ if HAS_TRITON:
         acc = (zero,)
         for _y in tl.static_range(TH - 1):
             acc = acc + (zero,)
+        # taps and bias are loaded as whole [TW, BC] tiles, in the layout of the input rows: a [BC] vector would be
+        # redistributed through shared memory (a barrier per tap) when BC spans several threads (the row-major forward)
+        lanes = tl.zeros([TW, BC], dtype=tl.int32) + lane[None, :]
         for j in (tl.static_range if UNROLL else range)(K):
             xx = xs + (j - PAD)
             cok = (xx >= 0) & (xx < W)
             ptr = IN + in_img + (xx * IN_PX)[:, None] + lane[None, :]
             # the taps of column j, loaded when first needed (tap i is used by input rows i .. i + TH - 1)
-            wj = (tl.load(WT + tl.multiple_of(_tap(0, j, K, FLIP) * C + pid_c * BC, BC) + lane),)
+            wj = (tl.load(WT + tl.multiple_of(_tap(0, j, K, FLIP) * C + pid_c * BC, BC) + lanes),)
             for r in tl.static_range(TH + K - 1):
                 if r > 0 and r < K:
-                    wj = wj + (tl.load(WT + tl.multiple_of(_tap(r, j, K, FLIP) * C + pid_c * BC, BC) + lane),)
+                    wj = wj + (tl.load(WT + tl.multiple_of(_tap(r, j, K, FLIP) * C + pid_c * BC, BC) + lanes),)
                 hh = y0 + (r - PAD)
                 ok = cok & (hh >= 0) & (hh < H)
                 v = tl.load(ptr + hh * (W * IN_PX), mask=ok[:, None], other=0.0).to(tl.float32)
                 for y in tl.static_range(TH):
                     if r - y >= 0 and r - y < K:
-                        acc = _tset(acc, y, acc[y] + v * wj[r - y][None, :])
+                        acc = _tset(acc, y, acc[y] + v * wj[r - y])
 
         if MODE == 0 or MODE == 1 or MODE == 3 or MODE == 4:
-            bias = tl.load(BIAS + c)[None, :]
+            bias = tl.load(BIAS + tl.multiple_of(pid_c * BC, BC) + lanes)
         ps1 = zero  # per-thread partial column sums, reduced across the program once at the end
         ps2 = zero
         xok = xs < W
@@ -535,9 +538,9 @@ def _parse_tiles(spec: str, tiles: dict) -> dict:
 # halve the registers of the 11x11 conv (188 -> 94: twice the resident warps), the 3x3 weight gradient gains most
 # from doing all columns in one program. The input gradient's epilogue (GELU'(a): erf and exp) takes more
 # registers than the other modes', hence its own entries; at k = 11 it is fastest with 3 rows (round 9's sweep:
-# 1.15x / 1.34x / 1.12x over 4 rows in the COCO / ADE / ImageNet stage sizes). conv_small is the MLP's backward recompute;
-# its forward (`rows_forward`) reads row-major input with the conv_rows tile: (TH output rows, TW pixels of a row,
-# num_warps, most channels per program), which won a 12-config sweep on the ImageNet and COCO stage sizes
+# 1.15x / 1.34x / 1.12x over 4 rows in the COCO / ADE / ImageNet stage sizes). conv_small is the MLP's backward
+# recompute; its forward (`rows_forward`) reads row-major input with the conv_rows tile: (TH output rows, TW pixels
+# of a row, num_warps, most channels per program), which won a 12-config sweep on the ImageNet and COCO stage sizes
 # (docs/performance.md, round 7).
 # `MMCONV2FORMER_DW_TILES` overrides entries, e.g. `conv_large=8x32x1x0,conv_rows=4x16x4x64`.
 V3_TILES = _parse_tiles(os.environ.get('MMCONV2FORMER_DW_TILES', ''),
