@@ -540,13 +540,14 @@ def _parse_tiles(spec: str, tiles: dict) -> dict:
 # registers than the other modes', hence its own entries; at k = 11 it is fastest with 3 rows (round 9's sweep:
 # 1.15x / 1.34x / 1.12x over 4 rows in the COCO / ADE / ImageNet stage sizes). conv_small is the MLP's backward
 # recompute; its forward (`rows_forward`) reads row-major input with the conv_rows tile: (TH output rows, TW pixels
-# of a row, num_warps, most channels per program), which won a 12-config sweep on the ImageNet and COCO stage sizes
-# (docs/performance.md, round 7).
+# of a row, num_warps, most channels per program), re-swept in round 9 after its taps stopped going through shared
+# memory: 4x16x2x64 is the best of 13 in the COCO and ImageNet settings and within 0.3% of the best in ADE's (COCO
+# -9%, ADE -10%, ImageNet -3% against round 7's 2x8x2x64; docs/performance.md).
 # `MMCONV2FORMER_DW_TILES` overrides entries, e.g. `conv_large=8x32x1x0,conv_rows=4x16x4x64`.
 V3_TILES = _parse_tiles(os.environ.get('MMCONV2FORMER_DW_TILES', ''),
                         dict(conv_large=(4, 32, 1, 0), conv_small=(8, 32, 1, 0), dgrad_large=(3, 32, 1, 0),
                              dgrad_small=(8, 32, 1, 0), wgrad_large=(12, 64, 2, 0), wgrad_small=(8, 64, 2, 1),
-                             conv_rows=(2, 8, 2, 64)))
+                             conv_rows=(4, 16, 2, 64)))
 
 
 def _v3_tiles(kind: str, K: int):
