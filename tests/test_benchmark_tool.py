@@ -77,3 +77,10 @@ def test_tile_sweep_names_an_unknown_entry_before_running():
     result = _tool('sweep_dw_tiles', '--entries', 'conv_row')
     assert result.returncode == 2
     assert "--entries: unknown V3_TILES entry 'conv_row': one of conv_large, wgrad_large, conv_small" in result.stderr
+
+
+def test_tile_sweep_checks_the_wgrad_programs_before_running():
+    for bad in ('0,4', '4,x', ''):
+        result = _tool('sweep_dw_tiles', '--wgrad-programs', bad)
+        assert result.returncode == 2
+        assert '--wgrad-programs: expected positive integers separated by commas' in result.stderr

@@ -14,7 +14,8 @@ minute on an H200). The conv modes of one entry share its config, so configs are
 entry's kernels.
 Writes JSON and prints, per entry and stage (and per setting: summed over the stages, each weighted by its number of
 blocks in Conv2Former-T), the best config and its speedup over the
-default; put a winner in `V3_TILES` or try it with `MMCONV2FORMER_DW_TILES`.
+default; put a winner in `V3_TILES` or try it with `MMCONV2FORMER_DW_TILES`. `--wgrad-programs 2,4,8,12` times the
+weight gradients with each number of programs per SM instead (`dwconv.WGRAD_PROGRAMS_PER_SM`).
 """
 import argparse
 import json
@@ -180,8 +181,19 @@ def main():
     ap.add_argument('--jobs', type=int, default=min(16, os.cpu_count() or 1),
                     help='processes compiling ahead (0: compile in this process, serially)')
     ap.add_argument('--entries', default=','.join(CANDIDATES), help='V3_TILES entries to sweep')
+    ap.add_argument('--wgrad-programs', default=None, metavar='N,N,...',
+                    help='instead of the tiles: time the weight gradients with each of these '
+                         'dwconv.WGRAD_PROGRAMS_PER_SM (programs per SM a launch aims at), e.g. 2,4,8,12,16,24,32')
     args = ap.parse_args()
     t0 = time.time()
+    if args.wgrad_programs is not None:
+        try:
+            values = [int(v) for v in args.wgrad_programs.split(',')]
+        except ValueError:
+            values = []
+        if not values or min(values) < 1:
+            ap.error(f'--wgrad-programs: expected positive integers separated by commas, got {args.wgrad_programs!r}')
+        return sweep_wgrad_programs(args, values, t0)
     entries = args.entries.split(',')
     for e in entries:
         if e not in CANDIDATES:
@@ -239,6 +251,47 @@ def main():
         print(f'{stage}: done at {time.time() - t0:.0f} s', flush=True)
         write(args, entries, res, None, t0)  # what there is so far, in case the run is cut short
     write(args, entries, res, summarize(res, entries), t0)
+
+
+def sweep_wgrad_programs(args, values, t0):
+    """Times both weight-gradient kernels at every stage size with each `WGRAD_PROGRAMS_PER_SM` in `values` (their
+    results checked against the shipped value's), prints per setting the totals with the stages weighted by their
+    blocks, and writes them with the per-stage times to --out."""
+    shipped = dwconv.WGRAD_PROGRAMS_PER_SM
+    res = {}  # kernel -> stage -> {value: ms}
+    try:
+        for ds, si, N, H, W, C in STAGES:
+            stage = f'{ds}{si} {N}x{H}x{W}x{C}'
+            for name, (launch, outs, accs) in make_kernels(N, H, W, C, ['wgrad11', 'wgrad3']).items():
+                dwconv.WGRAD_PROGRAMS_PER_SM = shipped
+                refs = snapshot(launch, outs, accs)
+                row = res.setdefault(name, {}).setdefault(stage, {})
+                for v in values:
+                    dwconv.WGRAD_PROGRAMS_PER_SM = v
+                    d, ok = rel_diff(snapshot(launch, outs, accs), refs, [TOL_F32] * len(outs))
+                    if ok:
+                        row[str(v)] = time_ms(launch, args.reps)
+                    else:
+                        print(f'  {stage} {name} {v}: differs from {shipped} (rel diff {d:.3g}), skipped', flush=True)
+                print(f'{stage} {name:8s} ' + ' '.join(f'{v}: {ms * 1e3:6.1f} us' for v, ms in row.items()),
+                      flush=True)
+            torch.cuda.empty_cache()
+    finally:
+        dwconv.WGRAD_PROGRAMS_PER_SM = shipped
+    totals = {}
+    for name, stages in res.items():
+        for ds in DATASETS:
+            ss = [s for s in stages if s.startswith(ds)]
+            totals[f'{ds} {name}'] = {str(v): sum(stages[s][str(v)] * BLOCKS[_stage_index(s)] for s in ss)
+                                      for v in values if all(str(v) in stages[s] for s in ss)}
+    print(f'\nper setting, stages weighted by their blocks (ms; shipped: {shipped}):')
+    for key, tot in totals.items():
+        print(f'{key:16s} ' + ' '.join(f'{v}: {ms:.3f}' for v, ms in tot.items()))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(dict(meta=dict(device=torch.cuda.get_device_name(), reps=args.reps, seconds=time.time() - t0,
+                                 shipped=shipped, values=values), results=res, totals=totals), f, indent=1)
+    print(f'wrote {args.out} ({time.time() - t0:.0f} s)')
 
 
 def write(args, entries, res, summary, t0):
