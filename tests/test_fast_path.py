@@ -119,6 +119,24 @@ def test_dw_tiles_setting():
             dwconv._parse_tiles(bad, dwconv.V3_TILES)
 
 
+def test_wgrad_split_covers_every_tile_once():
+    """The weight gradient's image tiles are split over programs: every tile in exactly one split (a dropped tile
+    would drop its part of the gradient), no split empty, and about WGRAD_PROGRAMS_PER_SM programs per SM when there
+    are enough tiles."""
+    from mmconv2former.ops.kernels import dwconv
+    for n_tiles in (1, 2, 7, 50, 113, 1100, 25_000):
+        for per_split in (1, 18, 72, 198, 5000):
+            for sms in (4, 132):
+                splits, per_prog = dwconv._split_tiles(n_tiles, per_split, sms)
+                starts = range(0, splits * per_prog, per_prog)
+                assert splits >= 1 and per_prog >= 1
+                assert sum(min(per_prog, n_tiles - s) for s in starts) == n_tiles  # each tile once
+                assert all(s < n_tiles for s in starts)  # no split empty
+                target = dwconv.WGRAD_PROGRAMS_PER_SM * sms
+                if n_tiles >= target:
+                    assert splits * per_split >= min(target, n_tiles * per_split) * 0.5
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # CUDA parity
 # ---------------------------------------------------------------------------------------------------------------
