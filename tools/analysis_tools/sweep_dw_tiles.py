@@ -287,20 +287,23 @@ def sweep_wgrad_programs(args, values, t0):
     print(f'\nper setting, stages weighted by their blocks (ms; shipped: {shipped}):')
     for key, tot in totals.items():
         print(f'{key:16s} ' + ' '.join(f'{v}: {ms:.3f}' for v, ms in tot.items()))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(dict(meta=dict(device=torch.cuda.get_device_name(), reps=args.reps, seconds=time.time() - t0,
-                                 shipped=shipped, values=values), results=res, totals=totals), f, indent=1)
+    _write_json(args.out, dict(meta=dict(device=torch.cuda.get_device_name(), reps=args.reps,
+                                         seconds=time.time() - t0, shipped=shipped, values=values),
+                               results=res, totals=totals))
     print(f'wrote {args.out} ({time.time() - t0:.0f} s)')
 
 
+def _write_json(path, obj):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=1)
+
+
 def write(args, entries, res, summary, t0):
-    out = dict(meta=dict(device=torch.cuda.get_device_name(), reps=args.reps, seconds=time.time() - t0,
-                         candidates={e: [cfg_str(c) for c in CANDIDATES[e]] for e in entries}),
-               results=res, summary=summary)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(out, f, indent=1)
+    _write_json(args.out, dict(meta=dict(device=torch.cuda.get_device_name(), reps=args.reps,
+                                         seconds=time.time() - t0,
+                                         candidates={e: [cfg_str(c) for c in CANDIDATES[e]] for e in entries}),
+                               results=res, summary=summary))
     if summary is not None:
         print(f'wrote {args.out} ({time.time() - t0:.0f} s)')
 
