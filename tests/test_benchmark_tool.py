@@ -84,3 +84,22 @@ def test_tile_sweep_checks_the_wgrad_programs_before_running():
         result = _tool('sweep_dw_tiles', '--wgrad-programs', bad)
         assert result.returncode == 2
         assert '--wgrad-programs: expected positive integers separated by commas' in result.stderr
+
+
+def test_benchmark_model_names(monkeypatch):
+    """Every model of a comparison is known and labelled after its family and size; graph variants say so; names the
+    tool does not know are not."""
+    monkeypatch.syspath_prepend(str(ROOT / 'tools/analysis_tools'))
+    import benchmark_backbone as bb
+    expected = {}
+    for arch, x in (('tiny', 'T'), ('base', 'B')):
+        expected[arch] = [f'Conv2Former-{x} fast', f'Conv2Former-{x} ref', f'ConvNeXt-{x} (timm)', f'Swin-{x} (mmdet)',
+                          f'Conv2Former-{x} fast, CUDA graph', f'ConvNeXt-{x}, CUDA graph',
+                          f'Conv2Former-{x} fast, cuda_graph=True']
+    for arch, labels in expected.items():
+        monkeypatch.setattr(bb, 'ARCH', arch)
+        assert all(bb.known_model(m) for m in bb.models())
+        assert [bb.model_label(m) for m in bb.models()] == labels
+    assert bb.model_label('c2f_ref_graph') == 'Conv2Former-B ref, CUDA graph' and bb.known_model('c2f_ref_graph')
+    for unknown in ('convnext_x', 'swin', 'c2f_slow', 'resnet_t', 'convnext_t_graph_graph'):
+        assert not bb.known_model(unknown) and bb.model_label(unknown) == unknown

@@ -80,15 +80,29 @@ def models(arch=None):
             'c2f_fast_cg']
 
 
+def parse_model(name: str):
+    """(family, size letter, graphed, base name) of a model name: family 'c2f' (ours, at --arch), 'convnext' or
+    'swin', or None for a name the tool does not know; a '_graph' suffix (not in the base name) means replayed from a
+    hand-made CUDA graph."""
+    graphed = name.endswith('_graph')
+    base = name[:-len('_graph')] if graphed else name
+    if base in C2F_LABELS:
+        return 'c2f', LETTERS[ARCH], graphed, base
+    family, _, letter = base.partition('_')
+    if (family == 'convnext' and letter in CONVNEXT) or (family == 'swin' and letter in SWIN):
+        return family, letter, graphed, base
+    return None, None, graphed, base
+
+
 def model_label(name: str) -> str:
     """The report's name of a model (the model name itself when it is not one of ours)."""
-    if name in C2F_LABELS:
-        return f'Conv2Former-{LETTERS[ARCH].upper()} {C2F_LABELS[name]}'
-    family, _, rest = name.partition('_')
-    letter = rest[:1]
-    if family == 'convnext' and letter in CONVNEXT:
-        return f'ConvNeXt-{letter.upper()}' + (', CUDA graph' if name.endswith('_graph') else ' (timm)')
-    if family == 'swin' and letter in SWIN:
+    family, letter, graphed, base = parse_model(name)
+    if family == 'c2f':
+        what = C2F_LABELS[name] if name in C2F_LABELS else C2F_LABELS[base] + ', CUDA graph'
+        return f'Conv2Former-{letter.upper()} {what}'
+    if family == 'convnext':
+        return f'ConvNeXt-{letter.upper()}' + (', CUDA graph' if graphed else ' (timm)')
+    if family == 'swin':
         return f'Swin-{letter.upper()} (mmdet)'
     return name
 
@@ -144,22 +158,18 @@ _UNKNOWN_MODEL = ("unknown model {!r}: one of c2f_fast, c2f_ref, c2f_fast_cg, co
 
 
 def known_model(name: str) -> bool:
-    base = name[:-len('_graph')] if name.endswith('_graph') else name
-    family, _, letter = base.partition('_')
-    return (base in C2F_LABELS or (family == 'convnext' and letter in CONVNEXT)
-            or (family == 'swin' and letter in SWIN))
+    return parse_model(name)[0] is not None
 
 
 def build_model(name, device):
-    name = name[:-len('_graph')] if name.endswith('_graph') else name
-    if name in ('c2f_fast', 'c2f_ref', 'c2f_fast_cg'):
+    family, letter, _, base = parse_model(name)
+    if family == 'c2f':
         from mmconv2former.models.backbones.conv2former import Conv2Former
-        return Conv2Former(arch=ARCH, fast_path=(name != 'c2f_ref'), cuda_graph=(name == 'c2f_fast_cg')).to(device)
-    family, _, letter = name.partition('_')
-    if family == 'convnext' and letter in CONVNEXT:
+        return Conv2Former(arch=ARCH, fast_path=(base != 'c2f_ref'), cuda_graph=(base == 'c2f_fast_cg')).to(device)
+    if family == 'convnext':
         import timm
         return timm.create_model(CONVNEXT[letter], pretrained=False, features_only=True).to(device)
-    if family == 'swin' and letter in SWIN:
+    if family == 'swin':
         stubbed = _stub_mmcv_ext()
         from mmdet.models.backbones import SwinTransformer
         model = SwinTransformer(**swin_args(letter, drop_path_rate=0.0, with_cp=False))
