@@ -161,11 +161,17 @@ def known_model(name: str) -> bool:
     return parse_model(name)[0] is not None
 
 
+def c2f_options(name: str) -> dict:
+    """Conv2Former's arguments for one of our model names (c2f_fast, c2f_ref, c2f_fast_cg, optionally _graph)."""
+    base = parse_model(name)[3]
+    return dict(arch=ARCH, fast_path=(base != 'c2f_ref'), cuda_graph=(base == 'c2f_fast_cg'))
+
+
 def build_model(name, device):
-    family, letter, _, base = parse_model(name)
+    family, letter, _, _ = parse_model(name)
     if family == 'c2f':
         from mmconv2former.models.backbones.conv2former import Conv2Former
-        return Conv2Former(arch=ARCH, fast_path=(base != 'c2f_ref'), cuda_graph=(base == 'c2f_fast_cg')).to(device)
+        return Conv2Former(**c2f_options(name)).to(device)
     if family == 'convnext':
         import timm
         return timm.create_model(CONVNEXT[letter], pretrained=False, features_only=True).to(device)
@@ -318,8 +324,7 @@ def micro_benchmarks(device, dtype, steps, warmup, N=2, H=200, W=336, C=72, K=11
         def step():
             for t in inputs:
                 t.grad = None
-            for p in block.parameters():
-                p.grad = None
+            _clear_grads(block)
             with torch.autocast(device.type, dtype=dtype, cache_enabled=False):  # (capturable)
                 out = fn()
             out.float().sum().backward()
@@ -488,8 +493,7 @@ def host_time_per_block(device, dtype, C=72, K=11, n=50):
 
     def step(fast):
         def run():
-            for p in block.parameters():
-                p.grad = None
+            _clear_grads(block)
             with torch.autocast(device.type, dtype=dtype):
                 y = fb.block_forward_channels_last(block, x_cl) if fast else block(x_cf)
             y.float().sum().backward()
@@ -712,8 +716,7 @@ def detector_benchmark(device, dtype, steps, warmup, image=(800, 1344), batch=2,
             cfg['backbone'] = dict(type='mmdet.SwinTransformer', **swin_args(letter, drop_path_rate=0.2))
             cfg['neck'] = dict(cfg['neck'], in_channels=[SWIN[letter]['embed_dims'] * 2 ** i for i in range(4)])
         else:
-            cfg['backbone'].update(arch=ARCH, fast_path=(name != 'c2f_ref'), cuda_graph=(name == 'c2f_fast_cg'),
-                                   drop_path_rate=0.2)
+            cfg['backbone'].update(c2f_options(name), drop_path_rate=0.2)
             cfg['neck'] = dict(cfg['neck'], in_channels=list(ARCH_SETTINGS[ARCH]['dims']))
         cfg.setdefault('_scope_', 'mmdet')
         model = ROOT_MODELS.build(cfg).to(device).train()
