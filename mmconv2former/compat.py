@@ -11,12 +11,24 @@
    killed while saving leaves a truncated `iter_N.pth` that `--resume` then fails on
    (`RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory`).
    We write to a temporary file in the same folder and rename it over the target (atomic on POSIX).
+3. `last_checkpoint` written in place. After each save CheckpointHook opens `<work_dir>/last_checkpoint` for
+   writing and then writes the path into it, so a run killed in between leaves it empty and auto-resume fails with
+   `FileNotFoundError: checkpoint file '' does not exist.` An empty `last_checkpoint`, or one naming a file that is
+   gone (a moved work dir), now resumes from the newest `epoch_N.pth`/`iter_N.pth` in the work dir.
 """
+import logging
 import os
 import os.path as osp
+import re
+from typing import Optional
 
+import mmengine.runner
+import mmengine.runner._flexible_runner
+import mmengine.runner.runner
 from mmengine.fileio.backends import LocalBackend
+from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.runner.checkpoint import find_latest_checkpoint as _mmengine_find_latest_checkpoint
 
 from .utils.checkpoint_io import load_checkpoint_file
 
@@ -44,6 +56,32 @@ def atomic_put(self, obj: bytes, filepath) -> None:
             os.remove(tmp)
 
 
+# CheckpointHook's default file names (filename_tmpl 'epoch_{}.pth' / 'iter_{}.pth').
+_CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')
+
+
+def newest_checkpoint(work_dir: str) -> Optional[str]:
+    """The `epoch_N.pth`/`iter_N.pth` in `work_dir` with the largest N (None if there is none)."""
+    numbered = [(int(m.group(1)), name) for name in os.listdir(work_dir)
+                if (m := _CHECKPOINT_NAME.fullmatch(name)) and osp.isfile(osp.join(work_dir, name))]
+    return osp.join(work_dir, max(numbered)[1]) if numbered else None
+
+
+def find_latest_checkpoint(path: str) -> Optional[str]:
+    """mmengine's (the file `last_checkpoint` names), falling back to `newest_checkpoint` when that file is empty
+    or names a local file that does not exist. Checkpoints themselves are written atomically (`atomic_put`), so
+    every `epoch_N.pth`/`iter_N.pth` in the folder is complete."""
+    named = _mmengine_find_latest_checkpoint(path)
+    if named is None or '://' in named or osp.exists(named):
+        return named
+    newest = newest_checkpoint(path) if osp.isdir(path) else None
+    problem = 'is empty' if not named else f'names {named!r}, which does not exist'
+    action = f'resuming from {newest}' if newest else 'no checkpoint is in the work dir, so training starts anew'
+    print_log(f'{osp.join(path, "last_checkpoint")} {problem} (a run stopped while writing it, or the work dir was '
+              f'moved): {action}.', logger='current', level=logging.WARNING)
+    return newest
+
+
 def apply():
     global _applied
     if _applied:
@@ -51,4 +89,7 @@ def apply():
     # prefixes='' is mmengine's scheme for local paths; force replaces its `load_from_local`.
     CheckpointLoader.register_scheme(prefixes='', force=True)(load_from_local_safely)
     LocalBackend.put = atomic_put
+    # Runner and FlexibleRunner call the name they imported; the strategies import it from mmengine.runner.
+    for module in (mmengine.runner, mmengine.runner.runner, mmengine.runner._flexible_runner):
+        module.find_latest_checkpoint = find_latest_checkpoint
     _applied = True

@@ -85,3 +85,24 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
         backend.put(b'new checkpoint that never finished', str(path))
     assert path.read_bytes() == b'complete old checkpoint'
     assert [p.name for p in tmp_path.iterdir()] == ['iter_4.pth']
+
+
+@pytest.mark.parametrize('last_checkpoint, resumes_at', [
+    ('', 4),  # killed while CheckpointHook was writing last_checkpoint (opened, not yet written)
+    ('/elsewhere/moved_work_dir/iter_4.pth', 4),  # the work dir was moved after the run
+    (None, 0),  # empty, and no checkpoint left in the work dir: training starts anew
+])
+def test_auto_resume_survives_a_broken_last_checkpoint(tmp_path, capsys, last_checkpoint, resumes_at):
+    make_runner(tmp_path, max_iters=4).train()
+    if last_checkpoint is None:
+        for checkpoint in tmp_path.glob('iter_*.pth'):
+            checkpoint.unlink()
+    (tmp_path / 'last_checkpoint').write_text(last_checkpoint or '')
+    runner = make_runner(tmp_path, max_iters=6, resume=True)
+    runner.load_or_resume()  # what train() starts with; mmengine alone raises FileNotFoundError for ''
+    assert runner.iter == resumes_at
+    warning = capsys.readouterr().out
+    assert ('is empty' if not last_checkpoint else 'which does not exist') in warning
+    assert (f'resuming from {tmp_path / "iter_4.pth"}' if resumes_at else 'training starts anew') in warning
+    runner.train()
+    assert runner.iter == 6 and (tmp_path / 'iter_6.pth').exists()
