@@ -10,7 +10,8 @@
 2. Checkpoints written in place. mmengine's local backend `put` opens the final file and writes into it, so a run
    killed while saving leaves a truncated `iter_N.pth` that `--resume` then fails on
    (`RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory`).
-   We write to a temporary file in the same folder and rename it over the target (atomic on POSIX).
+   We write to a temporary file in the same folder and rename it over the target (atomic on POSIX). A SIGKILL
+   mid-save leaves that temporary file; auto-resume names such leftovers so they can be deleted.
 3. `last_checkpoint` written in place. After each save CheckpointHook opens `<work_dir>/last_checkpoint` for
    writing and then writes the path into it, so a run killed in between leaves it empty and auto-resume fails with
    `FileNotFoundError: checkpoint file '' does not exist.` An empty `last_checkpoint`, or one naming a file that is
@@ -44,7 +45,7 @@ def atomic_put(self, obj: bytes, filepath) -> None:
     """LocalBackend.put that leaves the previous file (or none) if it is interrupted, never a truncated one."""
     filepath = str(filepath)
     os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
-    tmp = f'{filepath}.tmp-{os.getpid()}'
+    tmp = f'{filepath}.tmp-{os.getpid()}'  # a name _TEMP_FILE matches
     try:
         with open(tmp, 'wb') as f:
             f.write(obj)
@@ -56,8 +57,9 @@ def atomic_put(self, obj: bytes, filepath) -> None:
             os.remove(tmp)
 
 
-# CheckpointHook's default file names (filename_tmpl 'epoch_{}.pth' / 'iter_{}.pth').
+# CheckpointHook's default file names (filename_tmpl 'epoch_{}.pth' / 'iter_{}.pth'), and atomic_put's temporary files.
 _CHECKPOINT_NAME = re.compile(r'(?:epoch|iter)_(\d+)\.pth')
+_TEMP_FILE = re.compile(r'.+\.tmp-\d+')
 
 
 def newest_checkpoint(work_dir: str) -> Optional[str]:
@@ -67,10 +69,23 @@ def newest_checkpoint(work_dir: str) -> Optional[str]:
     return osp.join(work_dir, max(numbered)[1]) if numbered else None
 
 
+def warn_of_unfinished_saves(work_dir: str) -> None:
+    """Name the temporary files of `atomic_put` in `work_dir`: a run killed while saving (SIGKILL, power loss)
+    leaves its whole-checkpoint-sized temporary file behind; the user may delete it."""
+    left = sorted(name for name in os.listdir(work_dir) if _TEMP_FILE.fullmatch(name))
+    if left:
+        size = sum(osp.getsize(osp.join(work_dir, name)) for name in left) / 2**30
+        print_log(f'{work_dir} holds {len(left)} unfinished checkpoint save(s) of a run that was stopped while '
+                  f'saving: {", ".join(left)} ({size:.2f} GiB); the checkpoints are whole without them, they can be '
+                  'deleted.', logger='current', level=logging.WARNING)
+
+
 def find_latest_checkpoint(path: str) -> Optional[str]:
     """mmengine's (the file `last_checkpoint` names), falling back to `newest_checkpoint` when that file is empty
     or names a local file that does not exist. Checkpoints themselves are written atomically (`atomic_put`), so
-    every `epoch_N.pth`/`iter_N.pth` in the folder is complete."""
+    every `epoch_N.pth`/`iter_N.pth` in the folder is complete; leftovers of unfinished saves are named."""
+    if osp.isdir(path):
+        warn_of_unfinished_saves(path)
     named = _mmengine_find_latest_checkpoint(path)
     if named is None or '://' in named or osp.exists(named):
         return named

@@ -98,11 +98,14 @@ def test_auto_resume_survives_a_broken_last_checkpoint(tmp_path, capsys, last_ch
         for checkpoint in tmp_path.glob('iter_*.pth'):
             checkpoint.unlink()
     (tmp_path / 'last_checkpoint').write_text(last_checkpoint or '')
+    (tmp_path / 'iter_6.pth.tmp-4242').write_bytes(b'x' * 1000)  # what a SIGKILL in atomic_put leaves
     runner = make_runner(tmp_path, max_iters=6, resume=True)
     runner.load_or_resume()  # what train() starts with; mmengine alone raises FileNotFoundError for ''
     assert runner.iter == resumes_at
     warning = capsys.readouterr().out
     assert ('is empty' if not last_checkpoint else 'which does not exist') in warning
     assert (f'resuming from {tmp_path / "iter_4.pth"}' if resumes_at else 'training starts anew') in warning
+    assert f'{tmp_path} holds 1 unfinished checkpoint save(s) of a run that was stopped while saving: ' \
+           'iter_6.pth.tmp-4242 (0.00 GiB)' in warning
     runner.train()
     assert runner.iter == 6 and (tmp_path / 'iter_6.pth').exists()
