@@ -24,7 +24,7 @@ def make_release(path, arch='nano', kernel_size=None, seed=0):
     if kernel_size:
         settings['kernel_size'] = kernel_size
     ref = randomize_(RefConv2Former(**settings), seed=seed)
-    state_dict = ref.state_dict()
+    state_dict = {k: v.clone() for k, v in ref.state_dict().items()}  # not aliases of ref's parameters
     ema = {k: v + 1 if v.dtype.is_floating_point else v for k, v in state_dict.items()}
     torch.save(dict(epoch=299, arch=f'conv2former_{arch[0]}', state_dict=state_dict, state_dict_ema=ema,
                     optimizer={'state': {}, 'param_groups': []}, version=2, metric=81.5,
@@ -148,6 +148,22 @@ def test_timm_classifier_loads_release_and_matches_reference(release):
     model = timm.create_model('conv2former_nano', pretrained=True,
                               pretrained_cfg_overlay=dict(file=str(path))).eval()
     ref.load_state_dict(ema)  # timm's file loader takes a release's EMA weights when it has them
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = ref.eval()(x)
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+
+
+def test_converter_keeps_the_classifier_for_timm(release, tmp_path):
+    """The README's way to the non-EMA weights in timm: convert with --keep-classifier, load the plain file."""
+    path, ref, state_dict, _ = release
+    out = tmp_path / 'classifier.pth'
+    result = subprocess.run([sys.executable, str(ROOT / 'tools/model_converters/conv2former_release_to_backbone.py'),
+                             str(path), str(out), '--checkpoint-key', 'state_dict', '--keep-classifier'],
+                            capture_output=True, text=True, check=True)
+    assert 'kept its 6 classifier tensors' in result.stdout
+    model = timm.create_model('conv2former_nano', pretrained=True, pretrained_cfg_overlay=dict(file=str(out))).eval()
+    ref.load_state_dict(state_dict)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected = ref.eval()(x)

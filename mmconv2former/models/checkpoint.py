@@ -80,8 +80,9 @@ def describe_arch(arch: dict) -> str:
 
 
 def release_to_backbone(state_dict: Dict[str, torch.Tensor],
-                        prefix: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Body weights of a release (or of a whole model, with `prefix`), and the classifier keys dropped.
+                        prefix: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """Body weights of a release (or of a whole model, with `prefix`), and its classifier (`head.*`, `pred.*`),
+    both under the model's key names.
 
     Pure and model-free: used by the backbone's loading and by tools/model_converters.
     """
@@ -98,9 +99,9 @@ def release_to_backbone(state_dict: Dict[str, torch.Tensor],
             "To resume or fine-tune a whole model use `load_from=PATH`; to take only its backbone use "
             "init_cfg=dict(type='Pretrained', checkpoint=PATH, prefix='backbone.').")
     state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
-    dropped = [k for k in state_dict if k.startswith(CLASSIFIER_PREFIXES)]
+    classifier = {k: v for k, v in state_dict.items() if k.startswith(CLASSIFIER_PREFIXES)}
     body = {k: v for k, v in state_dict.items() if not k.startswith(CLASSIFIER_PREFIXES)}
-    return body, dropped
+    return body, classifier
 
 
 def check_compatible(model_state: Dict[str, torch.Tensor], body: Dict[str, torch.Tensor],
@@ -143,7 +144,7 @@ def load_pretrained_backbone(model, checkpoint: str, checkpoint_key: str = 'stat
                                              f'backbone is {model_desc}: it needs {expected}. {WEIGHTS_HELP}')
     raw = load_checkpoint_file(path, map_location=map_location)
     state_dict, source = select_state_dict(raw, checkpoint_key)
-    body, dropped = release_to_backbone(state_dict, prefix)
+    body, classifier = release_to_backbone(state_dict, prefix)
     model_state = model.state_dict()
     try:
         expected_new = check_compatible(model_state, body, model_desc)
@@ -155,5 +156,5 @@ def load_pretrained_backbone(model, checkpoint: str, checkpoint_key: str = 'stat
     MMLogger.get_current_instance().info(
         f'Conv2Former: loaded {len(body)} tensors of {model_desc} from {checkpoint!r} [{source}'
         f'{"; the file also has " + ", ".join(others) + ", chosen with init_cfg.checkpoint_key" if others else ""}]'
-        f'; dropped the classifier ({len(dropped)} head.*/pred.* tensors)'
+        f'{f"; dropped the classifier ({len(classifier)} head.*/pred.* tensors)" if classifier else ""}'
         f'{"; new, as expected: output norms " + ", ".join(new_norms) if new_norms else ""}.')

@@ -78,9 +78,9 @@ class Conv2FormerClassifier(Conv2FormerBody):
 def checkpoint_filter_fn(state_dict: dict, model: Conv2FormerClassifier) -> dict:
     """Accept a released `.pth.tar` dict (its `state_dict`) or a plain state dict; keep the head if it fits."""
     weights, _ = select_state_dict(state_dict)
-    body, dropped = release_to_backbone(weights)
+    body, classifier = release_to_backbone(weights)
     if model.num_classes > 0:
-        body.update({k: weights[k] for k in dropped})
+        body.update(classifier)
     return body
 
 
