@@ -75,6 +75,7 @@ def test_stages_after_last_output_are_not_run_and_frozen():
     (dict(out_indices=()), 'out_indices'),
     (dict(frozen_stages=5), 'frozen_stages'), (dict(frozen_stages=-2), 'frozen_stages'),
     (dict(fast_path='yes'), 'fast_path'), (dict(in_channels=0), 'in_channels'), (dict(drop_path_rate=1.5), 'drop_path'),
+    (dict(pretrained='open-mmlab://resnet50_v1c'), 'pretrained must be None'),
 ])
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):

@@ -83,6 +83,12 @@ def test_test_tool_stops_at_start_on_a_missing_data_root(tmp_path):
 BACKBONE_ERRORS = [
     (['model.backbone.arch=huge'], "ArgumentError: Conv2Former: unknown arch 'huge'; allowed: "),
     (['model.backbone.out_indices=[4]'], 'ArgumentError: Conv2Former: out_indices entries must be ints in [-4, 3]'),
+    # a nano config's heads read 64..512 channels: caught when the runner is built, not at the first iteration
+    (['model.backbone.arch=tiny'], 'ArgumentError: Conv2Former-tiny outputs maps of [72, 144, 288, 576] channels '
+     '(out_indices (0, 1, 2, 3)), but model.decode_head.in_channels is [64, 128, 256, 512] (needs [72, 144, 288, '
+     '576]); model.auxiliary_head.in_channels is 256 (needs 288). Change them together with model.backbone.arch or '
+     'out_indices, e.g. --cfg-options "model.decode_head.in_channels=[72,144,288,576]" '
+     '"model.auxiliary_head.in_channels=288".'),
     (["model.backbone.init_cfg.type=Pretrained", "model.backbone.init_cfg.checkpoint=checkpoints/none.pth"],
      "PretrainedWeightsNotFoundError: Conv2Former pretrained weights not found at 'checkpoints/none.pth'. "
      'The backbone is Conv2Former-nano'),
@@ -106,7 +112,7 @@ def test_train_tool_prints_backbone_config_errors_without_a_traceback(tmp_path):
     assert 'Traceback' not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize('options,message', BACKBONE_ERRORS[:-1], ids=['arch', 'out_indices'])
+@pytest.mark.parametrize('options,message', BACKBONE_ERRORS[:-1], ids=['arch', 'out_indices', 'arch_widths'])
 def test_train_tool_exits_with_the_backbone_config_error_only(tmp_path, monkeypatch, capfd, options, message):
     """What tools/train.py does as a process (run_tool around its main), in this process: sys.exit with the message,
     which Python prints to stderr with exit status 1, and no traceback printed on the way."""
@@ -134,6 +140,26 @@ def test_test_tool_stops_at_start_on_a_missing_checkpoint(tmp_path, monkeypatch,
     assert isinstance(message, str) and message.startswith('CheckpointNotFoundError: checkpoint ')
     assert str(tmp_path / name) in message
     assert ('pass the .pth file in it' if name == 'work' else 'that tools/train.py wrote') in message
+    assert 'Traceback' not in ''.join(capfd.readouterr())
+    assert not (tmp_path / 'out').exists(), 'the check must come before the runner (which makes the work dir)'
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['configs/upernet/upernet_conv2former-t_8xb2-160k_ade20k-512x51.py'],
+     "ConfigNotFoundError: config 'configs/upernet/upernet_conv2former-t_8xb2-160k_ade20k-512x51.py' does not exist; "
+     'the configs are under configs/'),
+    ([str(SEG_QUICKSTART), '--resume', 'work/iter_8.pth'],
+     "CheckpointNotFoundError: --resume 'work/iter_8.pth' does not exist as a file: pass a .pth file that "
+     'tools/train.py wrote'),
+    ([str(SEG_QUICKSTART), '--cfg-options', 'load_from=work'],
+     "CheckpointNotFoundError: load_from 'work' does not exist as a file: it is a folder; pass the .pth file in it"),
+], ids=['config', 'resume', 'load_from'])
+def test_train_tool_stops_at_start_on_a_missing_config_or_checkpoint(tmp_path, monkeypatch, capfd, argv, message):
+    monkeypatch.chdir(_with_synthetic_ade(tmp_path))
+    (tmp_path / 'work').mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool(lambda: _tool('train').main([*argv, '--work-dir', str(tmp_path / 'out')]))
+    assert isinstance(exit_info.value.code, str) and exit_info.value.code.startswith(message)
     assert 'Traceback' not in ''.join(capfd.readouterr())
     assert not (tmp_path / 'out').exists(), 'the check must come before the runner (which makes the work dir)'
 

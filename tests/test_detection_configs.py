@@ -255,3 +255,20 @@ def test_the_readme_recipe_puts_conv2former_into_any_mmdet_config(tmp_path):
     with torch.no_grad():
         results = model.test_step(_demo_batch(80))
     assert len(results) == 2 and results[0].pred_instances.bboxes.shape[1] == 4
+
+
+def test_neck_widths_are_checked_against_the_backbone():
+    """tools/train.py and tools/test.py refuse a model whose FPN does not read Conv2Former's widths (an arch changed
+    alone), naming the field and its value; the configs as shipped pass."""
+    from mmdet.registry import MODELS
+
+    from mmconv2former.apis.runner import check_feature_widths
+    from mmconv2former.models.backbones.conv2former import ArgumentError
+    init_default_scope('mmdet')
+    cfg = _load(ROOT / 'configs/mask_rcnn/mask-rcnn_conv2former-n_fpn_1x_coco.py')
+    cfg.model.backbone.init_cfg = None
+    check_feature_widths(MODELS.build(cfg.model))
+    cfg.model.backbone.out_indices = (1, 2, 3)
+    with pytest.raises(ArgumentError, match=re.escape('model.neck.in_channels is [64, 128, 256, 512] (needs '
+                                                      '[128, 256, 512])')):
+        check_feature_widths(MODELS.build(cfg.model))

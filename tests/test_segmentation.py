@@ -192,6 +192,14 @@ def test_learning_run_config_builds_and_crops_at_its_size(tmp_path):
 # ---------------------------------------------------------------- the UperNet configs
 
 
+@pytest.mark.parametrize('path', [QUICKSTART, LEARNING_RUN], ids=lambda p: p.stem)
+def test_quickstart_lr_is_stated_for_its_batch(path):
+    """--auto-scale-lr needs auto_scale_lr.base_batch_size: the quickstarts' lr is for their one GPU's batch."""
+    cfg = _load(path)
+    assert cfg.auto_scale_lr.base_batch_size == cfg.train_dataloader.batch_size
+    assert not cfg.auto_scale_lr.get('enable', False)
+
+
 def test_the_promised_configs_exist():
     names = {p.name for p in SEG_CONFIGS}
     for v in 'tsb':
@@ -241,6 +249,8 @@ def test_config_recipe(path):
     warmup, poly = cfg.param_scheduler
     assert (warmup.type, warmup.end, poly.type, poly.begin, poly.power) == ('LinearLR', 1500, 'PolyLR', 1500, 1.0)
     assert poly.end == cfg.train_cfg.max_iters == 160000
+    gpus, per_gpu = map(int, re.search(r'_(\d+)xb(\d+)-', path.name).groups())
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=gpus * per_gpu)  # for --auto-scale-lr
 
 
 @pytest.mark.parametrize('path', [p for p in SEG_CONFIGS if '-amp-' in p.name],
@@ -307,6 +317,29 @@ def test_missing_pretrained_weights_are_reported_with_their_path():
     backbone = MODELS.build(cfg.model.backbone)
     with pytest.raises(FileNotFoundError, match=re.escape(cfg.checkpoint_file)):
         backbone.init_weights()
+
+
+def test_a_resnet_based_mmseg_config_takes_conv2former_once_model_pretrained_is_none(tmp_path):
+    """README: the backbone dict in an mmseg config whose base sets model.pretrained (ResNet weights, which
+    EncoderDecoder hands to the backbone) fails with an error that says to set it to None; then it builds."""
+    from mmseg.registry import MODELS
+
+    from mmconv2former.models.backbones.conv2former import ArgumentError
+    config = tmp_path / 'upernet_conv2former-n_on_r50_base.py'
+    config.write_text(
+        "_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py']\n"
+        "custom_imports = dict(imports=['mmconv2former'], allow_failed_imports=False)\n"
+        "model = dict(backbone=dict(_delete_=True, type='mmconv2former.Conv2Former', arch='nano'),\n"
+        "             decode_head=dict(in_channels=[64, 128, 256, 512]), auxiliary_head=dict(in_channels=256))\n")
+    cfg = Config.fromfile(str(config))
+    init_default_scope('mmseg')
+    model_cfg = cfg.model
+    with pytest.raises(ArgumentError, match=r"pretrained must be None, got 'open-mmlab://resnet50_v1c'.*"
+                                            r'Set model.pretrained=None'):
+        MODELS.build(copy.deepcopy(model_cfg))  # EncoderDecoder writes pretrained into the backbone cfg it gets
+    model_cfg.pretrained = None
+    model = MODELS.build(model_cfg)
+    assert type(model.backbone).__name__ == 'Conv2Former' and model.backbone.arch_name == 'nano'
 
 
 # ---------------------------------------------------------------- the quickstart, end to end

@@ -9,7 +9,14 @@ import logging
 
 from mmengine.logging import print_log
 
-from mmconv2former.apis.runner import build_runner, check_dataset_paths, load_config, parse_args, run_tool
+from mmconv2former.apis.runner import (
+    build_runner,
+    check_checkpoint_exists,
+    check_dataset_paths,
+    load_config,
+    parse_args,
+    run_tool,
+)
 
 
 def parse_train_args(argv=None):
@@ -52,6 +59,8 @@ def main(argv=None):
     args = parse_train_args(argv)
     cfg = load_config(args)
     apply_train_args(cfg, args)
+    if cfg.get('load_from'):  # --resume CKPT, or the config's weights of a whole model
+        check_checkpoint_exists(cfg.load_from, '--resume' if args.resume not in (None, 'auto') else 'load_from')
     check_dataset_paths(cfg, 'train')  # before the model is built and weights are loaded
     build_runner(cfg, progress=not args.no_progress).train()
 

@@ -25,4 +25,5 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=100, end=max_iters),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=1000)
+auto_scale_lr = dict(base_batch_size=16)
 default_hooks = dict(logger=dict(interval=100), checkpoint=dict(interval=max_iters))

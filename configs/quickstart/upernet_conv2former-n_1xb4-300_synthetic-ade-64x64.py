@@ -66,6 +66,7 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=20, end=max_iters),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+auto_scale_lr = dict(enable=False, base_batch_size=4)  # --auto-scale-lr: the lr above is for 4 images per step
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1),

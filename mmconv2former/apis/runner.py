@@ -13,12 +13,13 @@ from typing import Callable, Iterator, List, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 from mmengine.fileio import join_path
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.utils import is_abs
 
 from ..engine.hooks import NonFiniteLossError
-from ..models.backbones.conv2former import ArgumentError
-from ..models.checkpoint import CheckpointMismatchError, PretrainedWeightsNotFoundError
+from ..models.backbones.conv2former import ArgumentError, Conv2Former
+from ..models.checkpoint import CheckpointMismatchError, PretrainedWeightsNotFoundError, describe_arch
 from ..utils.checkpoint_io import CorruptCheckpointError, UntrustedCheckpointError
 from .progress import ProgressBarHook
 
@@ -37,22 +38,28 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 class CheckpointNotFoundError(FileNotFoundError):
-    """The checkpoint given to tools/test.py does not exist."""
+    """The checkpoint given to a tool (tools/test.py's, --resume's, the config's load_from) does not exist."""
 
 
-def check_checkpoint_exists(checkpoint: str):
+class ConfigNotFoundError(FileNotFoundError):
+    """The config given to a tool does not exist."""
+
+
+def check_checkpoint_exists(checkpoint: str, field: str = 'checkpoint'):
     """Before the runner is built: a local checkpoint path that does not exist is a clear error (mmengine would
-    fail only after building the model and the dataset). URLs (`scheme://`) are left to mmengine."""
+    fail only after building the model and the dataset). URLs (`scheme://`) are left to mmengine. `field` names
+    where the path came from in the message."""
     if '://' not in checkpoint and not osp.isfile(checkpoint):
         hint = ('it is a folder; pass the .pth file in it (its last_checkpoint file names the newest)'
                 if osp.isdir(checkpoint) else 'pass a .pth file that tools/train.py wrote, e.g. '
                 'work_dirs/<config name>/iter_<N>.pth (the last_checkpoint file there names the newest)')
-        raise CheckpointNotFoundError(f'checkpoint {checkpoint!r} does not exist as a file: {hint}.')
+        raise CheckpointNotFoundError(f'{field} {checkpoint!r} does not exist as a file: {hint}.')
 
 
 # Errors whose message says what is wrong and what to do: the tools print it alone, without a stack trace.
-CLEAR_ERRORS = (DatasetNotFoundError, CheckpointNotFoundError, ArgumentError, PretrainedWeightsNotFoundError,
-                CheckpointMismatchError, UntrustedCheckpointError, CorruptCheckpointError, NonFiniteLossError)
+CLEAR_ERRORS = (DatasetNotFoundError, CheckpointNotFoundError, ConfigNotFoundError, ArgumentError,
+                PretrainedWeightsNotFoundError, CheckpointMismatchError, UntrustedCheckpointError,
+                CorruptCheckpointError, NonFiniteLossError)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
@@ -61,7 +68,7 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
                         '(default: the config\'s work_dir, else ./work_dirs/<config name>)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-        help='override config entries, e.g. train_cfg.max_iters=100 "model.backbone.arch=tiny"; '
+        help='override config entries, e.g. train_cfg.max_iters=100 model.backbone.drop_path_rate=0.1; '
         'lists as key="[a,b]", no spaces')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher (tools/dist_*.sh and tools/slurm_*.sh set it)')
@@ -88,7 +95,10 @@ def config_scope(cfg: Config) -> str:
 
 def load_config(args: argparse.Namespace) -> Config:
     """Read the config, apply --cfg-options and --launcher, and settle the work dir (CLI > config > config name)."""
-    cfg = Config.fromfile(args.config)  # a missing file: FileNotFoundError naming it
+    if not osp.isfile(args.config):
+        raise ConfigNotFoundError(f'config {args.config!r} does not exist; the configs are under configs/ (e.g. '
+                                  'configs/mask_rcnn/mask-rcnn_conv2former-t_fpn_1x_coco.py; README lists them).')
+    cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -100,12 +110,61 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def _feature_width_mismatches(model) -> List[Tuple[str, object, object]]:
+    """(field, its value, what it should be) for what reads Conv2Former's maps and does not match their widths: the
+    neck, else mmseg's decode and auxiliary heads (through their in_index)."""
+    widths = list(model.backbone.out_channels)
+    neck = getattr(model, 'neck', None)
+    if neck is not None:
+        readers = [('model.neck', neck, False)]
+    else:
+        readers = [(f'model.{name}', getattr(model, name, None), True) for name in ('decode_head', 'auxiliary_head')]
+    found = []
+    for field, module, indexed in readers:
+        in_channels = getattr(module, 'in_channels', None)
+        if in_channels is None:  # not there, or a list of heads: not checked
+            continue
+        if indexed:
+            index = module.in_index
+            if isinstance(index, int) and not -len(widths) <= index < len(widths):
+                found.append((f'{field}.in_index', index, f'an index of the {len(widths)} maps'))
+                continue
+            expected = widths[index] if isinstance(index, int) else [widths[i] for i in index]
+        else:
+            expected = widths
+        if (list(in_channels) if isinstance(in_channels, (list, tuple)) else in_channels) != expected:
+            found.append((f'{field}.in_channels', in_channels, expected))
+    return found
+
+
+def check_feature_widths(model) -> None:
+    """ArgumentError naming the mismatched fields when a Conv2Former backbone's output widths differ from what its
+    neck or heads expect (e.g. `--cfg-options model.backbone.arch=tiny` on a nano config): otherwise the run fails
+    at the first iteration with a bare convolution shape error."""
+    model = model.module if is_model_wrapper(model) else model
+    if not isinstance(getattr(model, 'backbone', None), Conv2Former):
+        return
+    found = _feature_width_mismatches(model)
+    if found:
+        backbone = model.backbone
+        arch = describe_arch(dict(depths=backbone.depths, dims=backbone.dims, kernel_size=backbone.kernel_size))
+        fix = ' '.join(f'"{field}={str(expected).replace(" ", "")}"' for field, _, expected in found
+                       if not isinstance(expected, str))
+        raise ArgumentError(
+            f'{arch} outputs maps of {list(backbone.out_channels)} channels (out_indices {backbone.out_indices}), '
+            'but ' + '; '.join(f'{field} is {value} (needs {expected})' for field, value, expected in found) +
+            '. Change them together with model.backbone.arch or out_indices' +
+            (f', e.g. --cfg-options {fix}.' if fix else '.'))
+
+
 def build_runner(cfg: Config, progress: bool = True) -> Runner:
-    """The config's runner (`runner_type` from the config's library registry if set), with a progress bar."""
+    """The config's runner (`runner_type` from the config's library registry if set), with a progress bar; a model
+    whose neck or heads do not match Conv2Former's output widths is refused (`check_feature_widths`)."""
     if 'runner_type' in cfg:
         runner = importlib.import_module(f'{config_scope(cfg)}.registry').RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
+    check_feature_widths(runner.model)
     if progress:
         runner.register_hook(ProgressBarHook())
     return runner

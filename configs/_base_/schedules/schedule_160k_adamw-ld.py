@@ -12,3 +12,5 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),
 ]
+# The lr above is for 16 images per step (8 GPUs x 2); tools/train.py --auto-scale-lr rescales it for others.
+auto_scale_lr = dict(enable=False, base_batch_size=16)

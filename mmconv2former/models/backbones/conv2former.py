@@ -241,6 +241,8 @@ class Conv2Former(Conv2FormerBody, BaseModule):
             under torch.compile, nor in training with with_cp. Default False.
         init_cfg: None (train from scratch) or dict(type='Pretrained', checkpoint=PATH, checkpoint_key='state_dict'
             or 'state_dict_ema', prefix=None). Loading is strict for the body: see `..checkpoint`.
+        pretrained: must stay None. Only here to explain the error: mmseg's EncoderDecoder hands its
+            `model.pretrained` to the backbone, and mmseg's ResNet-based configs set it to ResNet weights.
     """
 
     def __init__(self,
@@ -255,7 +257,13 @@ class Conv2Former(Conv2FormerBody, BaseModule):
                  with_cp: bool = False,
                  fast_path: Union[str, bool] = 'auto',
                  cuda_graph: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None):
+        if pretrained is not None:
+            raise ArgumentError(
+                f'Conv2Former: pretrained must be None, got {pretrained!r} (mmseg passes model.pretrained on to the '
+                'backbone; a ResNet-based base config sets it to ResNet weights). Set model.pretrained=None and load '
+                "Conv2Former weights with backbone init_cfg=dict(type='Pretrained', checkpoint=PATH).")
         super().__init__(arch, in_channels, drop_path_rate, layer_scale_init_value, norm_cfg, init_cfg=init_cfg)
         self.arch_name = arch if isinstance(arch, str) else None
         self.out_indices = self._normalize_out_indices(out_indices)
