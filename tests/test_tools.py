@@ -17,7 +17,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmconv2former.apis.runner import config_scope
+from mmconv2former.apis.runner import UsageError, config_scope
 from mmconv2former.datasets.synthetic_coco import DEFAULT_CLASSES, generate_synthetic_coco
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,6 +225,18 @@ def test_train_amp_auto_scale_lr_and_resume_flags():
     _, args = _args('train', 'x.py', '--auto-scale-lr')
     with pytest.raises(ValueError, match='base_batch_size'):
         train.apply_train_args(Config(dict(optim_wrapper=dict(type='OptimWrapper'))), args)
+
+
+def test_amp_on_a_cpu_is_refused_before_anything_is_built():
+    train, args = _args('train', 'configs/x_amp-3x.py', '--amp')
+    cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper')))
+    train.apply_train_args(cfg, args)
+    train.check_amp_device(cfg, args, 'cuda')
+    with pytest.raises(UsageError, match=r'^--amp needs a GPU \(mmengine runs mixed precision on CUDA'):
+        train.check_amp_device(cfg, args, 'cpu')
+    _, args = _args('train', 'configs/x_amp-3x.py')
+    with pytest.raises(UsageError, match=r'^configs/x_amp-3x.py trains with AmpOptimWrapper, which needs a GPU'):
+        train.check_amp_device(cfg, args, 'cpu')
 
 
 def test_test_flags_follow_the_config_library():

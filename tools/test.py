@@ -11,6 +11,7 @@ import argparse
 from mmengine.config import ConfigDict
 
 from mmconv2former.apis.runner import (
+    UsageError,
     build_runner,
     check_checkpoint_exists,
     check_dataset_paths,
@@ -40,7 +41,7 @@ def enable_visualization(cfg, args, scope):
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         example = 'DetVisualizationHook' if scope == 'mmdet' else 'SegVisualizationHook'
-        raise ValueError(f"--show/--show-dir need default_hooks.visualization in the config: dict(type='{example}')")
+        raise UsageError(f"--show/--show-dir need default_hooks.visualization in the config: dict(type='{example}')")
     hook.draw = True
     if args.show:
         hook.update(show=True, wait_time=args.wait_time)
@@ -57,7 +58,7 @@ def enable_visualization(cfg, args, scope):
 def enable_tta(cfg):
     missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
     if missing:
-        raise ValueError(
+        raise UsageError(
             f'--tta needs {" and ".join(missing)} in the config. mmseg::_base_ configs define both; mmdet\'s '
             'DetTTAModel merges boxes only, so the Mask R-CNN configs have none.')
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
@@ -70,7 +71,7 @@ def apply_test_args(cfg, args):
     scope = config_scope(cfg)
     cfg.load_from = args.checkpoint
     if args.out and scope == 'mmdet' and not args.out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out for a detection config must be a .pkl file, got {args.out!r}')
+        raise UsageError(f'--out for a detection config must be a .pkl file, got {args.out!r}')
 
     if args.show or args.show_dir:
         enable_visualization(cfg, args, scope)

@@ -7,9 +7,11 @@ Multi-GPU: tools/dist_train.sh; slurm: tools/slurm_train.sh.
 import argparse
 import logging
 
+from mmengine.device import get_device
 from mmengine.logging import print_log
 
 from mmconv2former.apis.runner import (
+    UsageError,
     build_runner,
     check_checkpoint_exists,
     check_dataset_paths,
@@ -41,11 +43,11 @@ def apply_train_args(cfg, args):
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
         else:
-            raise ValueError(f"--amp needs optim_wrapper.type 'OptimWrapper' or 'AmpOptimWrapper', got {wrapper!r}")
+            raise UsageError(f"--amp needs optim_wrapper.type 'OptimWrapper' or 'AmpOptimWrapper', got {wrapper!r}")
 
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise ValueError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=<total batch size the lr was '
+            raise UsageError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=<total batch size the lr was '
                              f'tuned for>) in the config; {args.config} has none')
         cfg.auto_scale_lr.enable = True
 
@@ -55,10 +57,19 @@ def apply_train_args(cfg, args):
         cfg.load_from = None if args.resume == 'auto' else args.resume
 
 
+def check_amp_device(cfg, args, device: str):
+    """mmengine's AmpOptimWrapper asserts a GPU-like device when it is built; say so before anything is built."""
+    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper' and device == 'cpu':
+        raise UsageError(f'{"--amp" if args.amp else args.config + " trains with AmpOptimWrapper, which"} needs a '
+                         'GPU (mmengine runs mixed precision on CUDA, NPU, MLU or MUSA devices only); on a CPU, train '
+                         'without --amp, or with the config of the same name without "amp-".')
+
+
 def main(argv=None):
     args = parse_train_args(argv)
     cfg = load_config(args)
     apply_train_args(cfg, args)
+    check_amp_device(cfg, args, get_device())
     if cfg.get('load_from'):  # --resume CKPT, or the config's weights of a whole model
         check_checkpoint_exists(cfg.load_from, '--resume' if args.resume not in (None, 'auto') else 'load_from')
     check_dataset_paths(cfg, 'train')  # before the model is built and weights are loaded

@@ -45,6 +45,11 @@ class ConfigNotFoundError(FileNotFoundError):
     """The config given to a tool does not exist."""
 
 
+class UsageError(ValueError):
+    """A tool's option that the config or the machine cannot honour (--amp, --auto-scale-lr, --out, --tta, --show),
+    or a config the tools do not run (its default_scope)."""
+
+
 def check_checkpoint_exists(checkpoint: str, field: str = 'checkpoint'):
     """Before the runner is built: a local checkpoint path that does not exist is a clear error (mmengine would
     fail only after building the model and the dataset). URLs (`scheme://`) are left to mmengine. `field` names
@@ -57,7 +62,7 @@ def check_checkpoint_exists(checkpoint: str, field: str = 'checkpoint'):
 
 
 # Errors whose message says what is wrong and what to do: the tools print it alone, without a stack trace.
-CLEAR_ERRORS = (DatasetNotFoundError, CheckpointNotFoundError, ConfigNotFoundError, ArgumentError,
+CLEAR_ERRORS = (DatasetNotFoundError, CheckpointNotFoundError, ConfigNotFoundError, UsageError, ArgumentError,
                 PretrainedWeightsNotFoundError, CheckpointMismatchError, UntrustedCheckpointError,
                 CorruptCheckpointError, NonFiniteLossError)
 
@@ -85,7 +90,7 @@ def config_scope(cfg: Config) -> str:
     scope = cfg.get('default_scope')
     if scope not in SCOPES:
         allowed = ', '.join(f"'{s}' ({name})" for s, name in SCOPES.items())
-        raise ValueError(
+        raise UsageError(
             f'{cfg.filename or "the config"}: default_scope is {scope!r}, but these tools run configs whose '
             'default_scope is one of '
             f"{allowed}. A config gets it by inheriting from an mmdet:: or mmseg:: base (e.g. _base_ = "
