@@ -176,3 +176,16 @@ def test_timm_features_only():
     assert model.feature_info.channels() == [144, 576]
     outs = model(torch.randn(1, 3, 64, 64))
     assert [tuple(o.shape) for o in outs] == [(1, 144, 8, 8), (1, 576, 2, 2)]
+
+
+def test_converter_names_its_own_prefix_option_for_a_detector_checkpoint(release, tmp_path):
+    _, _, state_dict, _ = release
+    detector = tmp_path / 'mask_rcnn.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in state_dict.items()}}, detector)
+    converter = [sys.executable, str(ROOT / 'tools/model_converters/conv2former_release_to_backbone.py'), str(detector)]
+    result = subprocess.run(converter + [str(tmp_path / 'a.pth')], capture_output=True, text=True)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().endswith("take its backbone with --prefix backbone.")
+    subprocess.run(converter + [str(tmp_path / 'b.pth'), '--prefix', 'backbone.'], check=True, capture_output=True)
+    key = 'stages.0.0.attn.v.weight'
+    assert torch.equal(torch.load(tmp_path / 'b.pth')[key], state_dict[key])

@@ -14,7 +14,13 @@ import os.path as osp
 
 import torch
 
-from mmconv2former.models.checkpoint import describe_arch, infer_arch, release_to_backbone, select_state_dict
+from mmconv2former.models.checkpoint import (
+    CheckpointMismatchError,
+    describe_arch,
+    infer_arch,
+    release_to_backbone,
+    select_state_dict,
+)
 from mmconv2former.utils.checkpoint_io import load_checkpoint_file
 
 
@@ -33,7 +39,13 @@ def parse_args():
 def main():
     args = parse_args()
     state_dict, source = select_state_dict(load_checkpoint_file(args.src), args.checkpoint_key)
-    body, classifier = release_to_backbone(state_dict, args.prefix)
+    try:
+        body, classifier = release_to_backbone(state_dict, args.prefix)
+    except CheckpointMismatchError as error:
+        if args.prefix is None and "keys start with 'backbone.'" in str(error):
+            raise SystemExit(f"{args.src}: a detector/segmentor checkpoint (keys start with 'backbone.'); take its "
+                             'backbone with --prefix backbone.') from None
+        raise SystemExit(f'{args.src}: {error}') from None
     arch = infer_arch(body)
     if arch is None:
         raise SystemExit(f'{args.src}: no Conv2Former body (stages.*) found in {source}.')
