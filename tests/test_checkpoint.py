@@ -32,6 +32,12 @@ def make_release(path, arch='nano', kernel_size=None, seed=0):
     return ref, state_dict, ema
 
 
+def convert(*args, check=False):
+    """Run tools/model_converters/conv2former_release_to_backbone.py with `args`."""
+    return subprocess.run([sys.executable, str(ROOT / 'tools/model_converters/conv2former_release_to_backbone.py'),
+                           *map(str, args)], capture_output=True, text=True, check=check)
+
+
 def build_backbone(checkpoint, arch='nano', **init):
     return MODELS.build(dict(type='mmconv2former.Conv2Former', arch=arch,
                              init_cfg=dict(type='Pretrained', checkpoint=str(checkpoint), **init)))
@@ -131,9 +137,7 @@ def test_infer_arch(release):
 
 def test_offline_converter_round_trip(release, tmp_path):
     out = tmp_path / 'backbone.pth'
-    result = subprocess.run([sys.executable, str(ROOT / 'tools/model_converters/conv2former_release_to_backbone.py'),
-                             str(release[0]), str(out), '--checkpoint-key', 'state_dict_ema'],
-                            capture_output=True, text=True, check=True)
+    result = convert(release[0], out, '--checkpoint-key', 'state_dict_ema', check=True)
     assert 'Conv2Former-nano' in result.stdout
     converted = torch.load(out, weights_only=True)  # plain tensors only: loads with torch's strictest rules
     assert not any(k.startswith(('head', 'pred')) for k in converted)
@@ -158,9 +162,7 @@ def test_converter_keeps_the_classifier_for_timm(release, tmp_path):
     """The README's way to the non-EMA weights in timm: convert with --keep-classifier, load the plain file."""
     path, ref, state_dict, _ = release
     out = tmp_path / 'classifier.pth'
-    result = subprocess.run([sys.executable, str(ROOT / 'tools/model_converters/conv2former_release_to_backbone.py'),
-                             str(path), str(out), '--checkpoint-key', 'state_dict', '--keep-classifier'],
-                            capture_output=True, text=True, check=True)
+    result = convert(path, out, '--checkpoint-key', 'state_dict', '--keep-classifier', check=True)
     assert 'kept its 6 classifier tensors' in result.stdout
     model = timm.create_model('conv2former_nano', pretrained=True, pretrained_cfg_overlay=dict(file=str(out))).eval()
     ref.load_state_dict(state_dict)
@@ -182,10 +184,9 @@ def test_converter_names_its_own_prefix_option_for_a_detector_checkpoint(release
     _, _, state_dict, _ = release
     detector = tmp_path / 'mask_rcnn.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in state_dict.items()}}, detector)
-    converter = [sys.executable, str(ROOT / 'tools/model_converters/conv2former_release_to_backbone.py'), str(detector)]
-    result = subprocess.run(converter + [str(tmp_path / 'a.pth')], capture_output=True, text=True)
+    result = convert(detector, tmp_path / 'a.pth')
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert result.stderr.strip().endswith("take its backbone with --prefix backbone.")
-    subprocess.run(converter + [str(tmp_path / 'b.pth'), '--prefix', 'backbone.'], check=True, capture_output=True)
+    convert(detector, tmp_path / 'b.pth', '--prefix', 'backbone.', check=True)
     key = 'stages.0.0.attn.v.weight'
     assert torch.equal(torch.load(tmp_path / 'b.pth')[key], state_dict[key])

@@ -40,6 +40,10 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint does not fit the backbone (other variant or kernel, missing or unexpected keys)."""
 
 
+class WholeModelCheckpointError(CheckpointMismatchError):
+    """A detector/segmentor checkpoint (keys under `backbone.`) given as backbone weights without a prefix."""
+
+
 def select_state_dict(checkpoint: dict, checkpoint_key: str = 'state_dict') -> Tuple[Dict[str, torch.Tensor], str]:
     """Pick `state_dict` or `state_dict_ema` from a release; a plain state dict is returned as it is."""
     if checkpoint_key not in STATE_DICT_KEYS:
@@ -94,7 +98,7 @@ def release_to_backbone(state_dict: Dict[str, torch.Tensor],
         state_dict = stripped
     elif any(k.startswith('backbone.') for k in state_dict) and not any(k.startswith(BODY_PREFIXES)
                                                                         for k in state_dict):
-        raise CheckpointMismatchError(
+        raise WholeModelCheckpointError(
             "this looks like a detector/segmentor checkpoint (keys start with 'backbone.'), not backbone weights. "
             "To resume or fine-tune a whole model use `load_from=PATH`; to take only its backbone use "
             "init_cfg=dict(type='Pretrained', checkpoint=PATH, prefix='backbone.').")

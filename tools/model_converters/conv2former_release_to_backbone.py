@@ -16,6 +16,7 @@ import torch
 
 from mmconv2former.models.checkpoint import (
     CheckpointMismatchError,
+    WholeModelCheckpointError,
     describe_arch,
     infer_arch,
     release_to_backbone,
@@ -41,10 +42,10 @@ def main():
     state_dict, source = select_state_dict(load_checkpoint_file(args.src), args.checkpoint_key)
     try:
         body, classifier = release_to_backbone(state_dict, args.prefix)
+    except WholeModelCheckpointError:  # its message names init_cfg's prefix; here it is the converter's option
+        raise SystemExit(f"{args.src}: a detector/segmentor checkpoint (keys start with 'backbone.'); take its "
+                         'backbone with --prefix backbone.') from None
     except CheckpointMismatchError as error:
-        if args.prefix is None and "keys start with 'backbone.'" in str(error):
-            raise SystemExit(f"{args.src}: a detector/segmentor checkpoint (keys start with 'backbone.'); take its "
-                             'backbone with --prefix backbone.') from None
         raise SystemExit(f'{args.src}: {error}') from None
     arch = infer_arch(body)
     if arch is None:
